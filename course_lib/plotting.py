@@ -1,0 +1,297 @@
+"""Figures for the notebooks: image grids, trajectory strips, and animations and sliders that survive print.
+
+The website is made by executing each notebook once; no kernel runs behind the published page, and a PDF
+has no JavaScript at all. So each moving or interactive figure here comes with a static one: ``animate``
+and ``slider`` return an object that, when a notebook cell displays it, shows a static figure of a few key
+frames *and* the interactive version (a JavaScript player, or an ipywidgets slider in a live notebook).
+
+Conventions: images are tensors or arrays [B, C, H, W] with C = 1 or 3 and values in [-1, 1] (values outside
+are clipped for display only, never in the data); 2-D points are [N, 2]. A trajectory is a list of frames,
+each a ``samplers.SampleStep`` or a ``(t, x)`` pair, and a frame is labelled with its ``t`` as given.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Literal, Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from IPython.display import HTML, display
+from matplotlib.animation import FuncAnimation
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from .samplers import SampleStep
+
+
+def _to_numpy(x: Any, name: str = "x") -> np.ndarray:
+    if isinstance(x, torch.Tensor) and x.is_floating_point():
+        x = x.detach().float().cpu().numpy()
+    if not isinstance(x, np.ndarray) or not np.issubdtype(x.dtype, np.floating):
+        raise ValueError(f"{name} must be a float tensor or array, got {type(x).__name__} "
+                         f"{getattr(x, 'dtype', '')}; images are floats in [-1, 1] (use x / 127.5 - 1 for uint8).")
+    return x.astype(np.float32)
+
+
+def _unpack(frames: Sequence, field: str = "x") -> list[tuple[int, np.ndarray]]:
+    """Frames (SampleStep or (t, x) pairs) -> [(t, array)], reading ``field`` ("x" or "x0_hat") of a SampleStep."""
+    if field not in ("x", "x0_hat"):
+        raise ValueError(f"field must be 'x' or 'x0_hat', got {field!r}.")
+    if len(frames) == 0:
+        raise ValueError("frames is empty; pass a list of SampleStep or (t, x) pairs, e.g. from keep_frames().")
+    out = []
+    for i, frame in enumerate(frames):
+        if isinstance(frame, SampleStep):
+            out.append((int(frame.t), _to_numpy(getattr(frame, field), f"frames[{i}].{field}")))
+        elif isinstance(frame, (tuple, list)) and len(frame) == 2 and field == "x":
+            out.append((int(frame[0]), _to_numpy(frame[1], f"frames[{i}][1]")))
+        else:
+            raise ValueError(f"frames[{i}] must be a SampleStep or a (t, x) pair (field='x' only), "
+                             f"got {type(frame).__name__}.")
+    return out
+
+
+def _key_indices(n: int, k: int) -> list[int]:
+    """k indices spread evenly over 0 ... n-1, always including the first and the last."""
+    return sorted({round(i * (n - 1) / max(k - 1, 1)) for i in range(min(k, n))})
+
+
+# --- images ---------------------------------------------------------------------------------------------
+
+def image_grid(x: Any, nrow: int = 8, padding: int = 1, pad_value: float = 1.0) -> np.ndarray:
+    """Tile a batch of images into one array, ``nrow`` images per row.
+
+    Args:
+        x: images [B, C, H, W], C = 1 or 3, in [-1, 1] (tensor or array; clipped to [-1, 1] for display).
+        nrow: images per row; the last row is filled up with ``pad_value``.
+        padding: pixels between images and around the border.
+        pad_value: colour of the padding, in [0, 1] (1 = white).
+    Returns:
+        float32 [rows * (H + padding) + padding, nrow' * (W + padding) + padding, C] in [0, 1], where
+        rows = ceil(B / nrow') and nrow' = min(nrow, B). Show it with ``plt.imshow(grid.squeeze(-1))``.
+    """
+    x = _to_numpy(x)
+    if x.ndim != 4 or x.shape[1] not in (1, 3) or x.shape[0] < 1:
+        raise ValueError(f"x must be images [B, C, H, W] with C = 1 or 3, got shape {x.shape}; "
+                         "add a batch axis with x[None] for one image.")
+    if nrow < 1 or padding < 0:
+        raise ValueError(f"nrow must be >= 1 and padding >= 0, got nrow={nrow}, padding={padding}.")
+    B, C, H, W = x.shape
+    ncol = min(nrow, B)
+    rows = -(-B // ncol)
+    grid = np.full((rows * (H + padding) + padding, ncol * (W + padding) + padding, C), pad_value, np.float32)
+    images = (np.clip(x, -1.0, 1.0) + 1.0) / 2.0  # [-1, 1] -> [0, 1]
+    for i in range(B):
+        r, c = divmod(i, ncol)
+        top, left = padding + r * (H + padding), padding + c * (W + padding)
+        grid[top:top + H, left:left + W] = images[i].transpose(1, 2, 0)
+    return grid
+
+
+def _imshow(ax: Axes, grid: np.ndarray):
+    gray = grid.shape[-1] == 1
+    artist = ax.imshow(grid[..., 0] if gray else grid, cmap="gray" if gray else None, vmin=0.0, vmax=1.0,
+                       interpolation="nearest")
+    ax.set_axis_off()
+    return artist
+
+
+def show_images(x: Any, nrow: int = 8, title: str | None = None, ax: Axes | None = None) -> Axes:
+    """Draw images [B, C, H, W] in [-1, 1] as one grid on ``ax`` (a new figure if None); return the Axes."""
+    grid = image_grid(x, nrow)
+    if ax is None:
+        width = min(0.8 * min(nrow, len(x)), 10.0)  # about 0.8 inch per image
+        _, ax = plt.subplots(figsize=(width, width * grid.shape[0] / grid.shape[1]))
+    _imshow(ax, grid)
+    if title:
+        ax.set_title(title)
+    return ax
+
+
+def trajectory_strip(frames: Sequence, n_samples: int = 6, field: Literal["x", "x0_hat"] = "x",
+                     cell: float = 0.9, title: str | None = None) -> Figure:
+    """Rows = samples, columns = frames (labelled "t = ..."): how each sample changes along the trajectory.
+
+    Args:
+        frames: SampleStep or (t, x) pairs with images x [B, C, H, W] in [-1, 1], e.g. from ``keep_frames``.
+        n_samples: rows to draw, the first ``n_samples`` of the batch.
+        field: "x" (the current sample) or "x0_hat" (the model's estimate of the clean image; SampleStep only).
+        cell: size of one image in inches.
+    Returns:
+        The figure (n_samples x len(frames) axes).
+    """
+    unpacked = _unpack(frames, field)
+    if any(x.ndim != 4 for _, x in unpacked):
+        raise ValueError("trajectory_strip draws images [B, C, H, W]; use animate(kind='points') for 2-D points.")
+    n = min(n_samples, min(x.shape[0] for _, x in unpacked))
+    fig, axes = plt.subplots(n, len(unpacked), figsize=(cell * len(unpacked), cell * n + 0.4), squeeze=False)
+    for col, (t, x) in enumerate(unpacked):
+        for row in range(n):
+            _imshow(axes[row, col], image_grid(x[row:row + 1], padding=0))
+        axes[0, col].set_title(f"t = {t}", fontsize=9)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+# --- animations and sliders with a static figure --------------------------------------------------------
+
+class Animation(HTML):
+    """A JavaScript player (this object's HTML) and ``figure``, a static strip of key frames.
+
+    Displayed by a notebook cell it shows both, the static figure first, so that the page, a PDF and a
+    reader without JavaScript all see the process. ``display(anim.figure)`` or ``anim.data`` give each part.
+    """
+
+    def __init__(self, html: str, figure: Figure):
+        super().__init__(html)
+        self.figure = figure
+
+    def _ipython_display_(self) -> None:
+        display(self.figure)
+        display(HTML(self.data))
+
+
+def _draw_frame(ax: Axes, x: np.ndarray, kind: str, nrow: int, lim: float, background: np.ndarray | None):
+    """Draw one frame on ``ax`` and return the artist that later frames update."""
+    if kind == "images":
+        return _imshow(ax, image_grid(x, nrow))
+    if background is not None:
+        ax.scatter(background[:, 0], background[:, 1], s=2, c="0.8", zorder=0)
+    artist = ax.scatter(x[:, 0], x[:, 1], s=3, c="C0", zorder=1)
+    ax.set(xlim=(-lim, lim), ylim=(-lim, lim), aspect="equal", xticks=[], yticks=[])
+    return artist
+
+
+def animate(frames: Sequence, kind: Literal["images", "points"] = "images", *, n_stills: int = 5, nrow: int = 8,
+            background: Any = None, lim: float | None = None, interval: int = 120, size: float = 3.5,
+            dpi: int = 72, title: str = "t = {t}") -> Animation:
+    """Animate a trajectory and draw its key frames, in one call.
+
+    Args:
+        frames: SampleStep or (t, x) pairs, in the order to play. x is images [B, C, H, W] in [-1, 1]
+            (``kind="images"``, drawn as a grid of ``nrow`` columns) or points [N, 2] (``kind="points"``).
+        n_stills: how many key frames (first and last included) the static figure shows.
+        background: points [M, 2] drawn in grey under every frame (e.g. the real data); points only.
+        lim: half-width of the square plot window for points; default: covers 99.5 % of all frames' points.
+        interval: milliseconds per frame of the player.
+        size, dpi: inches and resolution of one panel (the player's size grows the page: keep both small).
+        title: format string for each panel's title, given ``t``.
+    Returns:
+        An ``Animation`` (an ``IPython.display.HTML`` of ``FuncAnimation.to_jshtml()``) whose ``figure``
+        holds the key frames; make it a cell's last expression to show both.
+    """
+    if kind not in ("images", "points"):
+        raise ValueError(f"kind must be 'images' or 'points', got {kind!r}.")
+    unpacked = _unpack(frames)
+    want = 4 if kind == "images" else 2
+    for t, x in unpacked:
+        if x.ndim != want or (kind == "points" and x.shape[1] != 2):
+            raise ValueError(f"kind={kind!r} needs frames of shape {'[B, C, H, W]' if want == 4 else '[N, 2]'}, "
+                             f"got {x.shape} at t = {t}.")
+    bg = None if background is None else _to_numpy(background, "background")
+    if kind == "points" and lim is None:
+        lim = 1.05 * float(max(np.percentile(np.abs(x), 99.5) for _, x in unpacked))
+    lim = float(lim or 1.0)
+
+    keys = _key_indices(len(unpacked), n_stills)
+    still, axes = plt.subplots(1, len(keys), figsize=(size * len(keys), size), dpi=dpi, squeeze=False)
+    for ax, k in zip(axes[0], keys):
+        t, x = unpacked[k]
+        _draw_frame(ax, x, kind, nrow, lim, bg)
+        ax.set_title(title.format(t=t))
+    still.tight_layout()
+    plt.close(still)  # shown by Animation._ipython_display_, not by the inline backend a second time
+
+    fig, ax = plt.subplots(figsize=(size, size), dpi=dpi)
+    artist = _draw_frame(ax, unpacked[0][1], kind, nrow, lim, bg)
+    label = ax.set_title(title.format(t=unpacked[0][0]))
+    fig.tight_layout()
+
+    def update(i: int):
+        t, x = unpacked[i]
+        if kind == "images":
+            grid = image_grid(x, nrow)
+            artist.set_data(grid[..., 0] if grid.shape[-1] == 1 else grid)
+        else:
+            artist.set_offsets(x)
+        label.set_text(title.format(t=t))
+        return artist, label
+
+    player = FuncAnimation(fig, update, frames=len(unpacked), interval=interval, blit=False)
+    html = player.to_jshtml(default_mode="once")
+    plt.close(fig)
+    return Animation(html, still)
+
+
+class Slider:
+    """An ipywidgets slider that redraws ``fn(value, ax)`` (``widget``, None without ipywidgets) and
+    ``figure``, the static panels at the chosen values. A cell that displays it shows the figure, then the slider."""
+
+    def __init__(self, widget: Any, figure: Figure, note: str = ""):
+        self.widget, self.figure, self.note = widget, figure, note
+
+    def _ipython_display_(self) -> None:
+        display(self.figure)
+        if self.widget is not None:
+            display(self.widget)
+        elif self.note:
+            print(self.note)
+
+
+def slider(fn: Callable[[Any, Axes], None], values: Sequence, static_values: Sequence | None = None, *,
+           label: str = "t", ncols: int | None = None, panel_size: tuple[float, float] = (3.0, 3.0),
+           title: str | None = None) -> Slider:
+    """Explore ``fn`` over ``values`` with a slider, and draw it at ``static_values`` for the static page.
+
+    Args:
+        fn: draws one value on the Axes it is given: ``fn(value, ax)``; it should set its own title.
+        values: the slider's positions (any sequence, e.g. ``range(0, 1000, 10)``).
+        static_values: values drawn side by side in the static figure; default: 4 spread over ``values``.
+        label: the slider's caption.
+        ncols: panels per row of the static figure (default: all in one row, at most 4).
+        panel_size: inches of one panel (width, height), for both the static figure and the live one.
+    Returns:
+        A ``Slider``. Without ipywidgets its ``widget`` is None and only the static figure is shown.
+    """
+    values = list(values)
+    if not values:
+        raise ValueError("values is empty; pass the slider's positions, e.g. range(0, 1000, 10).")
+    static_values = [values[i] for i in _key_indices(len(values), 4)] if static_values is None else list(static_values)
+    if not static_values:
+        raise ValueError("static_values is empty; pass at least one value to draw on the static page.")
+    ncols = ncols or min(len(static_values), 4)
+    nrows = -(-len(static_values) // ncols)
+    figure, axes = plt.subplots(nrows, ncols, figsize=(panel_size[0] * ncols, panel_size[1] * nrows), squeeze=False)
+    for ax in axes.flat[len(static_values):]:
+        ax.set_axis_off()
+    for ax, value in zip(axes.flat, static_values):
+        fn(value, ax)
+    if title:
+        figure.suptitle(title)
+    figure.tight_layout()
+    plt.close(figure)
+
+    try:
+        import ipywidgets as widgets
+    except ImportError:
+        return Slider(None, figure, "(ipywidgets is not installed: only the fixed values above are shown; "
+                                    "`pip install ipywidgets` for the slider.)")
+    control = widgets.SelectionSlider(options=values, value=values[0], description=label,
+                                      continuous_update=False, layout=widgets.Layout(width="60%"))
+    out = widgets.Output()
+
+    def redraw(change: Any = None) -> None:
+        with out:
+            out.clear_output(wait=True)
+            fig, ax = plt.subplots(figsize=panel_size)
+            fn(control.value, ax)
+            fig.tight_layout()
+            display(fig)
+            plt.close(fig)
+
+    control.observe(redraw, names="value")
+    redraw()
+    return Slider(widgets.VBox([control, out]), figure)

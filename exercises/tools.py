@@ -1,0 +1,299 @@
+"""Build and grade the course's exercise sets (otter-grader 7.0, no Docker needed).
+
+    python exercises/tools.py build [SET ...]            # = make exercises
+    python exercises/tools.py build --check [SET ...]    # fail if a committed student notebook is stale
+    python exercises/tools.py grade NOTEBOOK [--set SET]  # = make grade NB=...: per-question table
+    python exercises/tools.py grade-all FOLDER [--csv F]  # = make grade-all DIR=...: one CSV row per file
+
+Layout (see exercises/README.md): the master of set S is ``exercises/source/S/S.ipynb``; ``build`` runs
+``otter assign`` on it and writes the student notebook and its public tests to ``exercises/S/`` (committed,
+so Colab links work) and the autograder bundle with the hidden tests to ``exercises/dist/S/`` (ignored by git).
+Grading runs ``otter run`` on a copy of the submission in a subprocess with a wall-clock limit, so a
+submission that kills its kernel or hangs still gets a row (all zeros, with the reason).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import filecmp
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nbformat
+
+ROOT = Path(__file__).resolve().parent
+SOURCE, DIST = ROOT / "source", ROOT / "dist"
+GRADE_TIMEOUT_S = 1800  # a whole submission; questions and cells have their own, smaller limits
+OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PYDEVD_DISABLE_FILE_VALIDATION": "1"}
+
+
+def exercise_sets() -> list[str]:
+    """Every set with a master notebook ``source/<set>/<set>.ipynb``."""
+    return sorted(p.parent.name for p in SOURCE.glob("*/*.ipynb") if p.stem == p.parent.name)
+
+
+def bundle_path(name: str) -> Path:
+    return DIST / name / f"{name}-autograder.zip"
+
+
+def _env() -> dict:
+    return {**os.environ, **OFFLINE_ENV}
+
+
+# --- build ------------------------------------------------------------------------------------------
+
+def _normalise(nb_path: Path, name: str) -> None:
+    """Give cells stable ids and drop volatile metadata so that rebuilding an unchanged master is a no-op."""
+    nb = nbformat.read(nb_path, as_version=4)
+    for i, cell in enumerate(nb.cells):
+        cell["id"] = f"{name}-{i:03d}"
+    nbformat.write(nb, nb_path)
+
+
+def build(name: str, out_root: Path = ROOT, dist: Path = DIST, quiet: bool = True) -> None:
+    """Run ``otter assign`` on set ``name``: student files to ``out_root/name``, the bundle to ``dist/name``."""
+    master = SOURCE / name / f"{name}.ipynb"
+    if not master.exists():
+        raise SystemExit(f"no master notebook at {master}; sets found: {exercise_sets()}")
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [sys.executable, "-m", "otter", "assign", "--no-run-tests", "--no-pdfs", str(master), tmp]
+        proc = subprocess.run(cmd, env=_env(), capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise SystemExit(f"otter assign failed for {name}:\n{proc.stdout}\n{proc.stderr}")
+        if not quiet:
+            print(proc.stderr.strip())
+        student, autograder = Path(tmp) / "student", Path(tmp) / "autograder"
+        target = out_root / name
+        if target.exists():
+            shutil.rmtree(target)
+        shutil.copytree(student, target)
+        _normalise(target / f"{name}.ipynb", name)
+        (dist / name).mkdir(parents=True, exist_ok=True)
+        shutil.copy(next(autograder.glob(f"{name}-autograder_*.zip")), dist / name / f"{name}-autograder.zip")
+        shutil.copy(autograder / f"{name}.ipynb", dist / name / f"{name}-solution.ipynb")
+
+
+def stale_files(name: str) -> list[str]:
+    """Files under ``exercises/<name>/`` that differ from a fresh build of the master (empty if up to date)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        build(name, Path(tmp), Path(tmp) / "dist")
+        fresh, committed = Path(tmp) / name, ROOT / name
+        names = {p.relative_to(fresh) for p in fresh.rglob("*") if p.is_file()}
+        if committed.exists():
+            names |= {p.relative_to(committed) for p in committed.rglob("*")
+                      if p.is_file() and "__pycache__" not in p.parts and ".ipynb_checkpoints" not in p.parts}
+        return sorted(str(p) for p in names
+                      if not ((fresh / p).exists() and (committed / p).exists()
+                              and filecmp.cmp(fresh / p, committed / p, shallow=False)))
+
+
+# --- grade ------------------------------------------------------------------------------------------
+
+@dataclass
+class Result:
+    """One graded submission: points per question, and why a question lost points."""
+
+    file: str
+    scores: dict[str, float]
+    possible: dict[str, float]
+    reasons: dict[str, str] = field(default_factory=dict)
+    seconds: float = 0.0
+    error: str = ""
+
+    @property
+    def total(self) -> float:
+        return sum(self.scores.values())
+
+
+def question_points(name: str) -> dict[str, float]:
+    """{question: points possible} read from the bundle's test files (hidden tests included)."""
+    import zipfile
+
+    from otter.test_files import ExceptionTestFile
+
+    points = {}
+    with zipfile.ZipFile(bundle_path(name)) as zf, tempfile.TemporaryDirectory() as tmp:
+        for member in zf.namelist():
+            if member.startswith("tests/") and member.endswith(".py"):
+                test = ExceptionTestFile.from_file(zf.extract(member, tmp))
+                points[test.name] = test.possible
+    return dict(sorted(points.items(), key=lambda kv: _natural(kv[0])))
+
+
+def _natural(s: str) -> list:
+    return [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", s)]
+
+
+def _reason(output: str) -> str:
+    """The first failing test case's last message line, from otter's per-question summary text."""
+    lines = output.splitlines()
+    for i, line in enumerate(lines):
+        if "Test case failed" in line:
+            block = []
+            for nxt in lines[i + 1:]:
+                if re.match(r"\s*\S.* (result|message):$", nxt):
+                    break
+                block.append(nxt.strip())
+            block = [b for b in block if b]
+            if len(block) >= 2 and block[-1].endswith(":"):  # a bare `assert` has no message: show its line
+                return f"{block[-1][:-1]} in `{block[-2]}`"
+            return block[-1] if block else "failed"
+    return ""
+
+
+def guess_set(notebook: Path) -> str:
+    """The exercise set of a submission: the only set, else the one whose name starts the file name."""
+    sets = exercise_sets()
+    if len(sets) == 1:
+        return sets[0]
+    matches = [s for s in sets if notebook.stem.lower().startswith(s.lower())]
+    if len(matches) == 1:
+        return matches[0]
+    raise SystemExit(f"cannot tell which exercise set {notebook.name} belongs to; pass --set (one of {sets}).")
+
+
+def _ensure_bundle(name: str) -> None:
+    master = SOURCE / name / f"{name}.ipynb"
+    bundle = bundle_path(name)
+    if not bundle.exists() or bundle.stat().st_mtime < master.stat().st_mtime:
+        print(f"building the autograder bundle for {name} ...", file=sys.stderr)
+        build(name)
+
+
+def grade(notebook: str | Path, name: str | None = None, timeout: float = GRADE_TIMEOUT_S) -> Result:
+    """Grade one filled notebook with ``otter run`` in a subprocess; never raises for a bad submission."""
+    notebook = Path(notebook)
+    name = name or guess_set(notebook)
+    _ensure_bundle(name)
+    possible = question_points(name)
+    zeros = {q: 0.0 for q in possible}
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        try:  # grade a copy with the standard kernel: notebooks saved by VS Code name their own kernels
+            nb = nbformat.read(notebook, as_version=4)
+            nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+            nbformat.write(nb, Path(tmp) / f"{name}.ipynb")
+        except Exception as e:  # noqa: BLE001 -- not a notebook at all
+            return Result(notebook.name, zeros, possible, error=f"could not read the notebook: {e}")
+        cmd = [sys.executable, "-m", "otter", "run", "--no-logo", "-a", str(bundle_path(name)), "-o", tmp,
+               str(Path(tmp) / f"{name}.ipynb")]
+        proc = subprocess.Popen(cmd, env=_env(), cwd=tmp, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True, start_new_session=True)
+        try:
+            log, _ = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)  # otter and the kernel it started
+            proc.communicate()
+            return Result(notebook.name, zeros, possible, seconds=time.perf_counter() - start,
+                          error=f"grading stopped after {timeout:g} s (the whole notebook's limit)")
+        seconds = time.perf_counter() - start
+        results = Path(tmp) / "results.json"
+        if not results.exists():
+            tail = " | ".join(line for line in log.strip().splitlines()[-3:])
+            return Result(notebook.name, zeros, possible, seconds=seconds,
+                          error=f"the grader crashed (did the notebook kill its kernel?): {tail}")
+        data = json.loads(results.read_text())
+    scores, reasons = dict(zeros), {}
+    for test in data.get("tests", []):
+        if test.get("name") in possible and "score" in test:
+            scores[test["name"]] = float(test["score"])
+            reasons[test["name"]] = _reason(test.get("output", ""))
+    error = "" if any(t.get("name") in possible for t in data.get("tests", [])) else \
+        "otter produced no per-question results: " + " ".join(t.get("output", "")[:300] for t in data["tests"])
+    return Result(notebook.name, scores, possible, reasons, seconds, error)
+
+
+def format_table(result: Result) -> str:
+    rows = [f"{'question':<10}{'score':>7}{'max':>7}  result"]
+    for q, possible in result.possible.items():
+        score = result.scores.get(q, 0.0)
+        why = "passed" if score >= possible else (result.reasons.get(q) or result.error or "failed")
+        rows.append(f"{q:<10}{score:>7.2f}{possible:>7.2f}  {why[:100]}")
+    rows.append(f"{'total':<10}{result.total:>7.2f}{sum(result.possible.values()):>7.2f}  "
+                f"graded in {result.seconds:.0f} s")
+    if result.error:
+        rows.append(f"error: {result.error}")
+    if os.environ.get("COURSE_GRADING_QUICK") == "1":
+        rows.append("QUICK MODE (COURSE_GRADING_QUICK=1): measured questions were only checked to run.")
+    return "\n".join(rows)
+
+
+def grade_all(folder: str | Path, name: str | None = None, csv_path: str | Path | None = None,
+              timeout: float = GRADE_TIMEOUT_S) -> list[Result]:
+    """Grade every ``*.ipynb`` in ``folder`` and write one CSV row per file (default: folder/scores.csv)."""
+    folder = Path(folder)
+    files = sorted(p for p in folder.glob("*.ipynb") if not p.name.startswith("."))
+    if not files:
+        raise SystemExit(f"no .ipynb files in {folder}")
+    results = []
+    for path in files:
+        result = grade(path, name, timeout)
+        print(f"{path.name}: {result.total:g} / {sum(result.possible.values()):g} ({result.seconds:.0f} s)"
+              + (f"  [{result.error}]" if result.error else ""), flush=True)
+        results.append(result)
+    questions = list(results[0].possible)
+    csv_path = Path(csv_path) if csv_path else folder / "scores.csv"
+    with open(csv_path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["file", *questions, "total", "possible", "seconds", "error"])
+        for r in results:
+            writer.writerow([r.file, *(f"{r.scores.get(q, 0.0):g}" for q in questions), f"{r.total:g}",
+                             f"{sum(r.possible.values()):g}", f"{r.seconds:.0f}", r.error])
+    print(f"wrote {csv_path}")
+    return results
+
+
+# --- command line -----------------------------------------------------------------------------------
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("build", help="student notebooks + autograder bundles from exercises/source")
+    p.add_argument("sets", nargs="*")
+    p.add_argument("--check", action="store_true", help="only report committed files that are out of date")
+    p = sub.add_parser("grade", help="grade one notebook and print a per-question table")
+    p.add_argument("notebook")
+    p.add_argument("--set", dest="name")
+    p.add_argument("--timeout", type=float, default=GRADE_TIMEOUT_S)
+    p.add_argument("--json", help="also write the scores as JSON to this path")
+    p = sub.add_parser("grade-all", help="grade every notebook in a folder and write a CSV")
+    p.add_argument("folder")
+    p.add_argument("--set", dest="name")
+    p.add_argument("--csv")
+    p.add_argument("--timeout", type=float, default=GRADE_TIMEOUT_S)
+    args = parser.parse_args(argv)
+
+    if args.command == "build":
+        sets = args.sets or exercise_sets()
+        if args.check:
+            stale = {s: stale_files(s) for s in sets}
+            for s, files in stale.items():
+                for f in files:
+                    print(f"out of date: exercises/{s}/{f} (run `make exercises` and commit)")
+            return 1 if any(stale.values()) else 0
+        for s in sets:
+            build(s)
+            print(f"built exercises/{s}/ and {bundle_path(s).relative_to(ROOT.parent)}")
+        return 0
+    if args.command == "grade":
+        result = grade(args.notebook, args.name, args.timeout)
+        print(format_table(result))
+        if args.json:
+            Path(args.json).write_text(json.dumps(result.__dict__ | {"total": result.total}, indent=2))
+        return 0
+    grade_all(args.folder, args.name, args.csv, args.timeout)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,177 @@
+"""Tests of course_lib.plotting: grid geometry and values, figures' layout, the animation's frames, the fallbacks."""
+
+from __future__ import annotations
+
+import re
+import sys
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from IPython.display import HTML  # noqa: E402
+
+from course_lib import plotting  # noqa: E402
+from course_lib.samplers import SampleStep  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    plt.close("all")
+
+
+def _images(b=10, c=1, h=4, w=5, seed=0):
+    return torch.rand(b, c, h, w, generator=torch.Generator().manual_seed(seed)) * 2 - 1
+
+
+# --- image_grid -----------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("b,c,nrow,padding", [(10, 1, 4, 1), (3, 3, 8, 2), (8, 1, 8, 0), (1, 3, 5, 1)])
+def test_image_grid_shape(b, c, nrow, padding):
+    h, w = 4, 5
+    grid = plotting.image_grid(_images(b, c, h, w), nrow=nrow, padding=padding)
+    ncol = min(nrow, b)
+    rows = -(-b // ncol)
+    assert grid.shape == (rows * (h + padding) + padding, ncol * (w + padding) + padding, c)
+    assert grid.dtype == np.float32 and grid.min() >= 0 and grid.max() <= 1
+
+
+def test_image_grid_places_each_image_mapped_to_0_1():
+    x = _images(6, 1, 4, 5)
+    grid = plotting.image_grid(x, nrow=4, padding=1, pad_value=0.25)
+    # image 5 sits in row 1, column 1
+    np.testing.assert_allclose(grid[6:10, 7:12, 0], (x[5, 0].numpy() + 1) / 2, atol=1e-6)
+    assert np.all(grid[0] == 0.25) and np.all(grid[6:10, 13:18] == 0.25)  # border and the empty slots
+
+
+def test_image_grid_clips_for_display_only_and_accepts_numpy():
+    x = np.array([[[[-3.0, 0.0], [1.0, 5.0]]]], dtype=np.float32)
+    grid = plotting.image_grid(x, padding=0)
+    np.testing.assert_allclose(grid[..., 0], [[0.0, 0.5], [1.0, 1.0]])
+    assert x.max() == 5.0  # the input is untouched
+
+
+@pytest.mark.parametrize("bad", [torch.zeros(2, 4, 4), torch.zeros(2, 2, 4, 4), torch.zeros(2, 1, 4, 4, dtype=torch.uint8)])
+def test_image_grid_rejects_bad_input(bad):
+    with pytest.raises(ValueError):
+        plotting.image_grid(bad)
+
+
+def test_show_images_draws_one_image_on_given_axes():
+    fig, ax = plt.subplots()
+    out = plotting.show_images(_images(5), nrow=5, title="five", ax=ax)
+    assert out is ax and len(ax.images) == 1 and ax.get_title() == "five"
+
+
+# --- trajectory strip -------------------------------------------------------------------------------------
+
+def _trajectory(n_frames=4, b=5):
+    return [SampleStep(t, _images(b, seed=t), _images(b, seed=100 + t)) for t in range(n_frames * 100, -1, -100)]
+
+
+def test_trajectory_strip_rows_are_samples_columns_are_frames():
+    frames = _trajectory()
+    fig = plotting.trajectory_strip(frames, n_samples=3)
+    axes = np.array(fig.axes).reshape(3, len(frames))
+    assert [ax.get_title() for ax in axes[0]] == [f"t = {f.t}" for f in frames]
+    np.testing.assert_allclose(axes[2, 1].images[0].get_array(), (frames[1].x[2, 0].numpy() + 1) / 2, atol=1e-6)
+    fig = plotting.trajectory_strip(frames, n_samples=2, field="x0_hat")
+    np.testing.assert_allclose(fig.axes[0].images[0].get_array(), (frames[0].x0_hat[0, 0].numpy() + 1) / 2,
+                               atol=1e-6)
+
+
+def test_trajectory_strip_accepts_pairs_and_rejects_points():
+    fig = plotting.trajectory_strip([(10, _images(2)), (0, _images(2))])
+    assert len(fig.axes) == 4
+    with pytest.raises(ValueError):
+        plotting.trajectory_strip([(0, torch.zeros(5, 2))])
+    with pytest.raises(ValueError):
+        plotting.trajectory_strip([(0, _images(2))], field="x0_hat")
+
+
+def _frame_ids(anim):
+    """The frame numbers embedded in a to_jshtml() player (each frame is stored as `frames[i] = ...`)."""
+    return {int(i) for i in re.findall(r"frames\[(\d+)\]", anim.data)}
+
+
+# --- animate -----------------------------------------------------------------------------------------------
+
+def test_animate_images_gives_html_with_every_frame_and_a_static_figure():
+    frames = _trajectory(n_frames=4)  # t = 400, 300, 200, 100, 0
+    anim = plotting.animate(frames, kind="images", n_stills=3, nrow=5, size=1.5, dpi=30)
+    assert isinstance(anim, HTML)
+    assert "<script" in anim.data and _frame_ids(anim) == set(range(len(frames)))
+    assert [ax.get_title() for ax in anim.figure.axes] == ["t = 400", "t = 200", "t = 0"]
+
+
+def test_animate_points_with_background_and_pairs():
+    g = torch.Generator().manual_seed(0)
+    frames = [(t, torch.randn(50, 2, generator=g) * (1 + t / 10)) for t in (20, 10, 0)]
+    anim = plotting.animate(frames, kind="points", background=torch.randn(30, 2, generator=g), lim=3.0,
+                            n_stills=2, size=1.5, dpi=30)
+    assert _frame_ids(anim) == {0, 1, 2}
+    first = anim.figure.axes[0]
+    assert first.get_title() == "t = 20" and first.get_xlim() == (-3.0, 3.0) and len(first.collections) == 2
+
+
+@pytest.mark.parametrize("kind,x", [("points", _images(2)), ("images", torch.zeros(5, 2)), ("video", _images(2))])
+def test_animate_rejects_mismatched_frames(kind, x):
+    with pytest.raises(ValueError):
+        plotting.animate([(0, x)], kind=kind)
+
+
+def test_animate_rejects_empty_frames():
+    with pytest.raises(ValueError):
+        plotting.animate([])
+
+
+def test_display_shows_static_figure_then_player(monkeypatch):
+    shown = []
+    monkeypatch.setattr(plotting, "display", lambda obj: shown.append(obj))
+    anim = plotting.animate(_trajectory(n_frames=2), size=1.0, dpi=20)
+    anim._ipython_display_()
+    assert shown[0] is anim.figure and isinstance(shown[1], HTML) and shown[1].data == anim.data
+
+
+# --- slider ------------------------------------------------------------------------------------------------
+
+def _recording_fn(calls):
+    def fn(value, ax):
+        calls.append(value)
+        ax.plot([0, 1], [0, value])
+        ax.set_title(f"v = {value}")
+    return fn
+
+
+def test_slider_draws_static_values_and_builds_a_widget():
+    pytest.importorskip("ipywidgets")
+    calls = []
+    s = plotting.slider(_recording_fn(calls), range(0, 100, 10), static_values=[0, 50, 90], ncols=2)
+    assert calls[:3] == [0, 50, 90] and calls[3] == 0  # static panels, then the slider's first drawing
+    assert [ax.get_title() for ax in s.figure.axes[:3]] == ["v = 0", "v = 50", "v = 90"]
+    assert len(s.figure.axes) == 4 and not s.figure.axes[3].axison  # 2 x 2 grid, the spare panel hidden
+    assert s.widget is not None
+    control = s.widget.children[0]
+    control.value = 40
+    assert calls[-1] == 40
+
+
+def test_slider_falls_back_to_the_static_figure_without_ipywidgets(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "ipywidgets", None)  # makes `import ipywidgets` raise ImportError
+    calls = []
+    shown = []
+    monkeypatch.setattr(plotting, "display", lambda obj: shown.append(obj))
+    s = plotting.slider(_recording_fn(calls), [1, 2, 3, 4, 5, 6, 7])
+    assert s.widget is None and calls == [1, 3, 5, 7]  # default: 4 values spread over the range
+    s._ipython_display_()
+    assert shown == [s.figure] and "ipywidgets" in capsys.readouterr().out
+
+
+def test_slider_rejects_empty_values():
+    with pytest.raises(ValueError):
+        plotting.slider(lambda v, ax: None, [])
