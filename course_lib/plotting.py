@@ -12,12 +12,13 @@ each a ``samplers.SampleStep`` or a ``(t, x)`` pair, and a frame is labelled wit
 
 from __future__ import annotations
 
+import io
 from typing import Any, Callable, Literal, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
-from IPython.display import HTML, display
+from IPython.display import HTML, Image, display
 from matplotlib.animation import FuncAnimation
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
@@ -55,6 +56,13 @@ def _unpack(frames: Sequence, field: str = "x") -> list[tuple[int, np.ndarray]]:
 def _key_indices(n: int, k: int) -> list[int]:
     """k indices spread evenly over 0 ... n-1, always including the first and the last."""
     return sorted({round(i * (n - 1) / max(k - 1, 1)) for i in range(min(k, n))})
+
+
+def _png(fig: Figure) -> Image:
+    """The figure as a PNG image: it displays under any matplotlib backend (also Agg, with no inline support)."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", bbox_inches="tight")
+    return Image(data=buffer.getvalue(), format="png")
 
 
 # --- images ---------------------------------------------------------------------------------------------
@@ -150,7 +158,7 @@ class Animation(HTML):
         self.figure = figure
 
     def _ipython_display_(self) -> None:
-        display(self.figure)
+        display(_png(self.figure))
         display(HTML(self.data))
 
 
@@ -234,7 +242,7 @@ class Slider:
         self.widget, self.figure, self.note = widget, figure, note
 
     def _ipython_display_(self) -> None:
-        display(self.figure)
+        display(_png(self.figure))
         if self.widget is not None:
             display(self.widget)
         elif self.note:
@@ -289,7 +297,7 @@ def slider(fn: Callable[[Any, Axes], None], values: Sequence, static_values: Seq
             fig, ax = plt.subplots(figsize=panel_size)
             fn(control.value, ax)
             fig.tight_layout()
-            display(fig)
+            display(_png(fig))
             plt.close(fig)
 
     control.observe(redraw, names="value")

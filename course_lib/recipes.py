@@ -36,8 +36,16 @@ def digit_classifier(steps: int = 1500, seed: int = 0) -> dict:
     return metrics
 
 
-def ddpm_digits(steps: int = 4000, seed: int = 0, num_samples: int = 256) -> dict:
-    """DDPM (linear schedule, T = 1000, L_simple) on 16x16 digits with the default small U-Net."""
+def ddpm_digits(steps: int = 4000, seed: int = 0, num_samples: int = 256, batch_size: int = 64,
+                snapshot_dir: str = "runs") -> dict:
+    """DDPM (linear schedule, T = 1000, L_simple) on 16x16 digits with the default small U-Net.
+
+    Every 500 steps the EMA weights are written to ``<snapshot_dir>/ddpm_digits_step<N>.safetensors``
+    (not shipped) so a long run can be inspected or resumed by hand.
+    """
+    from pathlib import Path
+
+    from safetensors.torch import save_file
     from .data import digits
     from .losses import diffusion_loss_fn
     from .metrics import sample_report
@@ -51,9 +59,18 @@ def ddpm_digits(steps: int = 4000, seed: int = 0, num_samples: int = 256) -> dic
     schedule = get_schedule("linear", 1000)
     config = UNetConfig()
     device = default_device()
-    result = train(UNet(config), diffusion_loss_fn(schedule, torch.Generator().manual_seed(seed + 1)), (x,),
-                   steps=steps, batch_size=128, lr=1e-3, warmup_steps=200, ema_decay=0.999, seed=seed,
-                   device=device)
+    model, ema = UNet(config), UNet(config)
+    ema.load_state_dict(model.state_dict())
+    Path(snapshot_dir).mkdir(parents=True, exist_ok=True)
+
+    def snapshot(step, loss):
+        if (step + 1) % 500 == 0:
+            state = {k: v.detach().cpu().contiguous() for k, v in ema.state_dict().items()}
+            save_file(state, str(Path(snapshot_dir) / f"ddpm_digits_step{step + 1}.safetensors"))
+
+    result = train(model, diffusion_loss_fn(schedule, torch.Generator().manual_seed(seed + 1)), (x,),
+                   steps=steps, batch_size=batch_size, lr=1e-3, warmup_steps=200, ema_decay=0.999, seed=seed,
+                   device=device, callback=snapshot, ema_model=ema)
     ema = result.ema_model
     samples = ddpm_sample(ema, (num_samples, 1, 16, 16), schedule, generator=torch.Generator().manual_seed(seed),
                           device=device)

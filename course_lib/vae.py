@@ -17,6 +17,7 @@ The model file reads bottom-up: distribution, blocks, encoder/decoder, VAE, then
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Callable, Literal
 
@@ -112,7 +113,7 @@ class VAEConfig:
         flat latents [latent_dim] through a linear layer (the classic VAE, e.g. 2 for a plottable latent map).
     likelihood: the decoder p(x|z). "discretized_gaussian" (default) is a probability of 8-bit images, so its
         ELBO is in nats of 8-bit data; "gaussian" is a density; "bernoulli" treats pixels as on/off.
-        Both Gaussians have one learned log-variance per channel.
+        Both Gaussians predict a mean and a log-variance for every pixel.
     scaling_factor: like diffusers' ``vae.config.scaling_factor``, what latents are multiplied by before a
         diffusion model sees them (1 / std of the training latents); it does not change the VAE itself.
     """
@@ -182,8 +183,8 @@ class Encoder(nn.Module):
 
 
 class Decoder(nn.Module):
-    """z -> per-pixel decoder outputs [B, C, H, W] (Gaussian means, or Bernoulli logits); the encoder mirrored,
-    with nearest-neighbour upsampling followed by a convolution in place of the stride-2 convolutions."""
+    """z -> per-pixel parameters of p(x|z): [B, 2C, H, W] (Gaussian means, then log-variances) or [B, C, H, W]
+    (Bernoulli logits). The encoder mirrored, with 4x4 transposed convolutions (stride 2) to go up a level."""
 
     def __init__(self, c: VAEConfig):
         super().__init__()
@@ -199,10 +200,10 @@ class Decoder(nn.Module):
                 layers.append(ResBlock(prev, c.channels[i]))
                 prev = c.channels[i]
             if i > 0:
-                layers += [nn.SiLU(), nn.Upsample(scale_factor=2, mode="nearest"),
-                           nn.Conv2d(prev, c.channels[i - 1], 3, padding=1)]
+                layers += [nn.SiLU(), nn.ConvTranspose2d(prev, c.channels[i - 1], 4, stride=2, padding=1)]
                 prev = c.channels[i - 1]
-        self.blocks = nn.Sequential(*layers, _norm(prev), nn.SiLU(), nn.Conv2d(prev, c.in_channels, 3, padding=1))
+        out_channels = c.in_channels if c.likelihood == "bernoulli" else 2 * c.in_channels
+        self.blocks = nn.Sequential(*layers, _norm(prev), nn.SiLU(), nn.Conv2d(prev, out_channels, 3, padding=1))
 
     def forward(self, z: Tensor) -> Tensor:
         return self.blocks(self.inp(z))
@@ -211,15 +212,25 @@ class Decoder(nn.Module):
 # --- the VAE ----------------------------------------------------------------------------------------
 
 class VAE(nn.Module):
-    """Encoder q(z|x), prior p(z) = N(0, I), decoder p(x|z); ``encode``/``decode`` as in diffusers' AutoencoderKL."""
+    """Encoder q(z|x), prior p(z) = N(0, I), decoder p(x|z); ``encode``/``decode`` as in diffusers' AutoencoderKL.
+
+    The Gaussian decoders predict a mean and a log-variance per pixel (Kingma & Welling 2014, App. C.2). The
+    log-variance is floored smoothly at ``DECODER_LOGVAR_MIN`` (sigma = 1/765, a sixth of an 8-bit bin): a
+    narrower Gaussian cannot put more than its 99.7% on the right bin anyway, and the floor keeps the continuous
+    density from growing without bound on pixels the decoder gets exactly right (the background).
+    """
+
+    DECODER_LOGVAR_MIN = 2.0 * math.log(1.0 / 765.0)
 
     def __init__(self, config: VAEConfig = VAEConfig()):
         super().__init__()
         self.config = config
         self.encoder = Encoder(config)
         self.decoder = Decoder(config)
-        # log sigma^2 of the Gaussian decoders, one per channel; sigma = 1 at the start.
-        self.decoder_logvar = nn.Parameter(torch.zeros(config.in_channels))
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
 
     def _check_images(self, x: Tensor) -> None:
         c = self.config
@@ -234,33 +245,40 @@ class VAE(nn.Module):
         self._check_images(x)
         return EncoderOutput(DiagonalGaussian(self.encoder(x)))
 
-    def decode(self, z: Tensor) -> DecoderOutput:
-        """z [B, *latent_shape] -> ``DecoderOutput(sample=...)``, the mean of p(x|z) on the [-1, 1] scale.
-
-        For the Gaussian decoders this is the Gaussian's mean, which may lie a little outside [-1, 1]
-        (clip it for display); for the Bernoulli decoder it is 2 sigmoid(logits) - 1.
-        """
-        out = self.decoder_output(z)
-        return DecoderOutput(2.0 * torch.sigmoid(out) - 1.0 if self.config.likelihood == "bernoulli" else out)
-
     def decoder_output(self, z: Tensor) -> Tensor:
-        """The decoder network's raw output [B, C, H, W]: Gaussian means, or Bernoulli logits."""
+        """The decoder network's raw output: [B, 2C, H, W] (means, raw log-variances) or [B, C, H, W] (logits)."""
         check_float("z", z)
         if tuple(z.shape[1:]) != self.config.latent_shape:
             raise ValueError(f"z must be [B, {', '.join(map(str, self.config.latent_shape))}], "
                              f"got {tuple(z.shape)}.")
         return self.decoder(z)
 
+    def p_x_given_z(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        """Mean and log-variance [B, C, H, W] of a Gaussian decoder p(x|z) (not defined for "bernoulli")."""
+        if self.config.likelihood == "bernoulli":
+            raise ValueError("a Bernoulli decoder has no mean/log-variance; use decoder_output(z) for its logits.")
+        mean, raw_logvar = self.decoder_output(z).chunk(2, dim=1)
+        return mean, self.DECODER_LOGVAR_MIN + F.softplus(raw_logvar - self.DECODER_LOGVAR_MIN)
+
+    def decode(self, z: Tensor) -> DecoderOutput:
+        """z [B, *latent_shape] -> ``DecoderOutput(sample=...)``, the mean of p(x|z) on the [-1, 1] scale.
+
+        For the Gaussian decoders this is the Gaussian's mean, which may lie a little outside [-1, 1]
+        (clip it for display); for the Bernoulli decoder it is 2 sigmoid(logits) - 1.
+        """
+        if self.config.likelihood == "bernoulli":
+            return DecoderOutput(2.0 * torch.sigmoid(self.decoder_output(z)) - 1.0)
+        return DecoderOutput(self.p_x_given_z(z)[0])
+
     def log_prob_x_given_z(self, x: Tensor, z: Tensor) -> Tensor:
         """log p(x|z) summed over pixels: [B] nats, with the likelihood of ``config.likelihood``."""
         self._check_images(x)
-        out = self.decoder_output(z)
         if self.config.likelihood == "bernoulli":
-            return sum_except_batch(bernoulli_log_likelihood((x + 1.0) / 2.0, out))
-        logvar = self.decoder_logvar.view(1, -1, 1, 1)
+            return sum_except_batch(bernoulli_log_likelihood((x + 1.0) / 2.0, self.decoder_output(z)))
+        mean, logvar = self.p_x_given_z(z)
         if self.config.likelihood == "gaussian":
-            return sum_except_batch(gaussian_log_likelihood(x, out, logvar))
-        return sum_except_batch(discretized_gaussian_log_likelihood(x, out, logvar))
+            return sum_except_batch(gaussian_log_likelihood(x, mean, logvar))
+        return sum_except_batch(discretized_gaussian_log_likelihood(x, mean, logvar))
 
     def forward(self, x: Tensor, sample_posterior: bool = False,
                 generator: torch.Generator | None = None) -> DecoderOutput:
@@ -271,8 +289,7 @@ class VAE(nn.Module):
     @torch.no_grad()
     def sample(self, num_samples: int, generator: torch.Generator | None = None) -> Tensor:
         """Generate images: z ~ p(z) = N(0, I), return the decoder means [num_samples, C, H, W]."""
-        device = self.decoder_logvar.device
-        z = randn((num_samples, *self.config.latent_shape), generator=generator, device=device)
+        z = randn((num_samples, *self.config.latent_shape), generator=generator, device=self.device)
         return self.decode(z).sample
 
     @classmethod
@@ -385,7 +402,7 @@ def evaluate(model: VAE, images: Tensor, *, batch_size: int = 500,
     """Held-out negative ELBO (one z sample per image), its split, bits/dim and reconstruction MSE."""
     was_training = model.training
     model.eval()
-    device = model.decoder_logvar.device
+    device = model.device
     totals = torch.zeros(4, dtype=torch.float64)
     for start in range(0, images.shape[0], batch_size):
         x = images[start:start + batch_size].to(device)

@@ -83,18 +83,22 @@ def build(name: str, out_root: Path = ROOT, dist: Path = DIST, quiet: bool = Tru
         shutil.copy(autograder / f"{name}.ipynb", dist / name / f"{name}-solution.ipynb")
 
 
+def compare_trees(fresh: Path, committed: Path) -> list[str]:
+    """Relative paths of files that differ between two student folders (missing on either side counts)."""
+    def files(root: Path) -> set[Path]:
+        return {p.relative_to(root) for p in root.rglob("*") if p.is_file()
+                and "__pycache__" not in p.parts and ".ipynb_checkpoints" not in p.parts} if root.exists() else set()
+
+    return sorted(str(p) for p in files(fresh) | files(committed)
+                  if not ((fresh / p).exists() and (committed / p).exists()
+                          and filecmp.cmp(fresh / p, committed / p, shallow=False)))
+
+
 def stale_files(name: str) -> list[str]:
     """Files under ``exercises/<name>/`` that differ from a fresh build of the master (empty if up to date)."""
     with tempfile.TemporaryDirectory() as tmp:
         build(name, Path(tmp), Path(tmp) / "dist")
-        fresh, committed = Path(tmp) / name, ROOT / name
-        names = {p.relative_to(fresh) for p in fresh.rglob("*") if p.is_file()}
-        if committed.exists():
-            names |= {p.relative_to(committed) for p in committed.rglob("*")
-                      if p.is_file() and "__pycache__" not in p.parts and ".ipynb_checkpoints" not in p.parts}
-        return sorted(str(p) for p in names
-                      if not ((fresh / p).exists() and (committed / p).exists()
-                              and filecmp.cmp(fresh / p, committed / p, shallow=False)))
+        return compare_trees(Path(tmp) / name, ROOT / name)
 
 
 # --- grade ------------------------------------------------------------------------------------------
@@ -214,12 +218,13 @@ def grade(notebook: str | Path, name: str | None = None, timeout: float = GRADE_
 
 
 def format_table(result: Result) -> str:
-    rows = [f"{'question':<10}{'score':>7}{'max':>7}  result"]
+    w = max([len("question"), *map(len, result.possible)]) + 2
+    rows = [f"{'question':<{w}}{'score':>6}{'max':>6}  result"]
     for q, possible in result.possible.items():
         score = result.scores.get(q, 0.0)
         why = "passed" if score >= possible else (result.reasons.get(q) or result.error or "failed")
-        rows.append(f"{q:<10}{score:>7.2f}{possible:>7.2f}  {why[:100]}")
-    rows.append(f"{'total':<10}{result.total:>7.2f}{sum(result.possible.values()):>7.2f}  "
+        rows.append(f"{q:<{w}}{score:>6g}{possible:>6g}  {why[:110]}")
+    rows.append(f"{'total':<{w}}{result.total:>6g}{sum(result.possible.values()):>6g}  "
                 f"graded in {result.seconds:.0f} s")
     if result.error:
         rows.append(f"error: {result.error}")
