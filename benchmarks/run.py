@@ -182,10 +182,9 @@ def bench_convergence(size: dict, max_minutes: float, target: float = 0.9) -> li
         clock["eval_s"] += time.perf_counter() - now
         clock["eval_cpu_s"] += time.process_time() - now_cpu
         history.append({"step": step + 1, "train_minutes": train_s / 60, "train_cpu_minutes": train_cpu_s / 60,
-                        "loss": loss,
-                        "recognized": report["recognized"], "frechet": report["frechet"]})
-        print(f"  step {step + 1:6d}  {train_s / 60:6.2f} min ({train_cpu_s / 60:.2f} CPU)  recognized {report['recognized']:.3f}  "
-              f"frechet {report['frechet']:.2f}", flush=True)
+                        "loss": loss, "recognized": report["recognized"], "frechet": report["frechet"]})
+        print(f"  step {step + 1:6d}  {train_s / 60:6.2f} min ({train_cpu_s / 60:.2f} CPU)  "
+              f"recognized {report['recognized']:.3f}  frechet {report['frechet']:.2f}", flush=True)
         if report["recognized"] >= target or train_s >= 60 * max_minutes:
             raise Stop
 

@@ -191,7 +191,7 @@ def install_guards(*, cell_timeout: float = CELL_TIMEOUT_S, test_timeout: float 
     ip.events.register("post_run_cell", post_run_cell)
 
 
-try:  # the plugin needs otter; a student's Colab session imports this module without it
+try:  # only grading needs otter; course_lib itself does not depend on it
     from otter.plugins import AbstractOtterPlugin
 except ImportError:  # pragma: no cover
     AbstractOtterPlugin = object  # type: ignore[misc,assignment]

@@ -7,6 +7,7 @@ Grading runs are real ``otter run`` calls (about 0.5-3 minutes each on 2 CPU cor
 
 from __future__ import annotations
 
+import ast
 import importlib.util
 import json
 import re
@@ -78,7 +79,8 @@ def _secret_lines(nb) -> set[str]:
             continue
         lines = [line.strip() for line in cell.source.splitlines()]
         if block == "TESTS" and (head.startswith("# HIDDEN") or re.search(r"^hidden:\s*true", cell.source, re.M)):
-            secret.update(lines)
+            secret.update(lines)  # as written, and as otter writes test files (ast.unparse normalises quotes)
+            secret.update(line.strip() for line in ast.unparse(ast.parse(cell.source).body[-1]).splitlines())
         elif block == "SOLUTION" and cell.cell_type == "code":
             inside = False
             for line in lines:
@@ -90,9 +92,12 @@ def _secret_lines(nb) -> set[str]:
                     secret.add(line.removesuffix("# SOLUTION").strip())
                 else:
                     public.add(line)
+        elif block == "TESTS":
+            public.update([cell.source, ast.unparse(ast.parse(cell.source).body[-1])])
         elif cell.cell_type != "raw":
-            public.update(lines)
-    return {line for line in secret - public if len(line) >= 25}
+            public.add(cell.source)
+    public_text = "\n".join(public)
+    return {line for line in secret if len(line) >= 25 and line not in public_text}
 
 
 def _leaks(secrets: set[str], root: Path) -> list[str]:
@@ -168,10 +173,15 @@ def test_student_files_hold_no_solutions_or_hidden_tests(name):
     assert not _leaks(secrets, tools.ROOT / name)
 
 
-def test_leak_detector_finds_the_solutions(fresh):
+def test_leak_detector_finds_the_solutions(fresh, tmp_path):
+    """The detector's lines do occur in the solutions notebook and the bundle's hidden tests."""
     secrets = _secret_lines(_master("ddpm"))
-    found = _leaks(secrets, tools.DIST / "ddpm")
-    assert len(found) >= len(secrets) // 2, "the solutions notebook should contain most secret lines"
+    shutil.copy(tools.DIST / "ddpm" / "ddpm-solution.ipynb", tmp_path)
+    shutil.unpack_archive(tools.bundle_path("ddpm"), tmp_path / "bundle", "zip")
+    found = {line.split(": ", 1)[1] for line in _leaks(secrets, tmp_path)}
+    # hidden tests are kept in two forms, as written in the master and as otter rewrites them (ast.unparse);
+    # the bundle holds only the second, so about a fifth of the lines cannot be found there
+    assert len(found) >= 0.75 * len(secrets), sorted(secrets - found)
 
 
 def test_website_holds_no_solutions_or_hidden_tests(tmp_path):
@@ -181,8 +191,9 @@ def test_website_holds_no_solutions_or_hidden_tests(tmp_path):
     config = yaml.safe_load((REPO / "_config.yml").read_text())
     config["execute"] = {**config.get("execute", {}), "execute_notebooks": "off"}
     (tmp_path / "_config.yml").write_text(yaml.safe_dump(config))
-    toc = {"format": "jb-book", "root": "intro",
-           "parts": [{"caption": "Exercises", "chapters": [{"file": f"exercises/{n}/{n}"} for n in SETS]}]}
+    toc = yaml.safe_load((REPO / "_toc.yml").read_text())  # the book's own Exercises part, nothing else
+    toc["parts"] = [p for p in toc.get("parts", []) if p.get("caption") == "Exercises"]
+    assert toc["parts"], "_toc.yml needs an 'Exercises' part listing the student notebooks"
     (tmp_path / "_toc.yml").write_text(yaml.safe_dump(toc))
     cmd = [str(Path(sys.executable).with_name("jupyter-book")), "build", str(REPO), "--config",
            str(tmp_path / "_config.yml"), "--toc", str(tmp_path / "_toc.yml"), "--path-output", str(tmp_path)]

@@ -1,0 +1,41 @@
+"""The digits classifier and the sample metrics: accuracy on held-out digits, Fréchet distance identities."""
+
+import pytest
+import torch
+
+from course_lib.data import digits
+from course_lib.metrics import DigitClassifier, accuracy, frechet_distance, sample_report
+
+
+@pytest.fixture(scope="module")
+def classifier():
+    return DigitClassifier.from_pretrained()
+
+
+def test_classifier_accuracy_on_held_out_digits(classifier):
+    x, y = digits("test", image_size=16)
+    assert accuracy(classifier, x, y) >= 0.95
+
+
+def test_frechet_identities():
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(500, 8, generator=g, dtype=torch.float64)
+    assert frechet_distance(a, a) == pytest.approx(0.0, abs=1e-6)
+    b = torch.randn(400, 8, generator=g, dtype=torch.float64) * 2 + 1
+    assert frechet_distance(a, b) == pytest.approx(frechet_distance(b, a), rel=1e-6)
+    shift = torch.full((8,), 0.5, dtype=torch.float64)
+    assert frechet_distance(a, a + shift) == pytest.approx(8 * 0.25, rel=1e-6)  # only the means differ
+    with pytest.raises(ValueError, match="feature matrices"):
+        frechet_distance(a, torch.randn(10, 3))
+
+
+def test_sample_report_separates_real_digits_from_noise(classifier):
+    real = digits("train", image_size=16)[0][:256]
+    noise = torch.randn(256, 1, 16, 16, generator=torch.Generator().manual_seed(1)).clamp(-1, 1)
+    good, bad = sample_report(real, classifier), sample_report(noise, classifier)
+    assert good["recognized"] > 0.95 and bad["recognized"] < 0.05
+    assert good["frechet"] < 0.2 * bad["frechet"]
+    assert sum(good["class_histogram"]) == round(good["recognized"] * 256)
+    assert min(good["class_histogram"]) > 10  # all ten digits present
+    with pytest.raises(ValueError, match=r"\[B, 1, 16, 16\]"):
+        sample_report(torch.zeros(4, 1, 8, 8), classifier)
