@@ -23,7 +23,6 @@ help:
 $(STAMP): requirements/lock.txt pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 is required (set PYTHON=/path/to/python3.11)"; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -r requirements/lock.txt
 	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
@@ -43,6 +42,17 @@ test-unit: $(STAMP)
 
 test-notebooks: $(STAMP)
 	COURSE_PROFILE=quick $(BIN)/python -m pytest chapters --nbval-lax -q
+
+exercises: $(STAMP)
+	$(BIN)/python exercises/tools.py build
+
+grade: $(STAMP)
+	@test -n "$(NB)" || { echo "usage: make grade NB=path/to/notebook.ipynb [SET=ddpm]"; exit 2; }
+	$(BIN)/python exercises/tools.py grade "$(NB)" $(if $(SET),--set $(SET))
+
+grade-all: $(STAMP)
+	@test -n "$(DIR)" || { echo "usage: make grade-all DIR=submissions/ [SET=ddpm] [CSV=scores.csv]"; exit 2; }
+	$(BIN)/python exercises/tools.py grade-all "$(DIR)" $(if $(SET),--set $(SET)) $(if $(CSV),--csv $(CSV))
 
 benchmark: $(STAMP)
 	$(BIN)/python benchmarks/run.py

@@ -129,21 +129,22 @@ def _guarded_run(self, global_environment: dict) -> None:
             self.test_case_results.append(TestCaseResult(test_case=tc, passed=False, message=_failure(
                 "Not run: an earlier test of this question timed out.")))
             continue
+        detail = ""
         try:
             with time_limit(limit, f"test {tc.name}"):
                 tc.body.call_func(global_environment)
-            if _printed_too_much():
-                passed, message = False, _failure(
-                    f"Your code printed more than {_SETTINGS.get('max_output_chars')} characters during this "
-                    "test; remove print statements from loops and functions.")
         except GradingTimeout as e:
-            passed, message, timed_out = False, _failure(f"Timed out: {e}"), True
+            detail, timed_out = f"Timed out: {e}", True
         except BaseException as e:  # noqa: BLE001 -- SystemExit or KeyboardInterrupt from student code too
             try:
                 detail = self._generate_error_message(e)
             except Exception:  # noqa: BLE001 -- traceback not in the expected shape
                 detail = f"{type(e).__name__}: {e}"
-            passed, message = False, _failure(detail)
+        if _printed_too_much():  # last line: it is the reason the grade table shows
+            detail = detail[:1500] + (f"\nYour code printed more than {_SETTINGS.get('max_output_chars')} characters during "
+                       "this test; remove print statements from loops and functions.")
+        if detail:
+            passed, message = False, _failure(detail.strip())
         self.test_case_results.append(TestCaseResult(test_case=tc, message=message, passed=passed))
 
 

@@ -250,8 +250,7 @@ class Slider:
 
 
 def slider(fn: Callable[[Any, Axes], None], values: Sequence, static_values: Sequence | None = None, *,
-           label: str = "t", ncols: int | None = None, panel_size: tuple[float, float] = (3.0, 3.0),
-           title: str | None = None) -> Slider:
+           label: str = "t", ncols: int | None = None, panel_size: tuple[float, float] = (3.0, 3.0)) -> Slider:
     """Explore ``fn`` over ``values`` with a slider, and draw it at ``static_values`` for the static page.
 
     Args:
@@ -277,8 +276,6 @@ def slider(fn: Callable[[Any, Axes], None], values: Sequence, static_values: Seq
         ax.set_axis_off()
     for ax, value in zip(axes.flat, static_values):
         fn(value, ax)
-    if title:
-        figure.suptitle(title)
     figure.tight_layout()
     plt.close(figure)
 

@@ -362,6 +362,22 @@ def elbo_loss_fn(beta: float = 1.0, generator: torch.Generator | None = None,
     return loss_fn
 
 
+def train_vae(model: VAE, images: Tensor, *, beta: float = 1.0, steps: int = 2000, batch_size: int = 128,
+              lr: float = 2e-3, ema_decay: float = 0.999, seed: int = 0, device: torch.device | str | None = None,
+              history: list[dict[str, float]] | None = None, progress: bool = True):
+    """The chapter's training procedure: ``trainer.train`` (AdamW, EMA) on ``elbo(...).loss`` over ``images``.
+
+    The reparameterization noise comes from ``torch.Generator().manual_seed(seed)`` and the trainer shuffles with
+    ``seed``, so a run is repeatable. Returns the trainer's ``TrainResult``; its ``ema_model`` is what the
+    shipped checkpoints hold. ``history`` collects the two terms per step, as in ``elbo_loss_fn``.
+    """
+    from .trainer import train
+
+    loss_fn = elbo_loss_fn(beta, torch.Generator().manual_seed(seed), history)
+    return train(model, loss_fn, (images,), steps=steps, batch_size=batch_size, lr=lr, ema_decay=ema_decay,
+                 seed=seed, device=device, progress=progress)
+
+
 @torch.no_grad()
 def importance_weighted_bound(model: VAE, x: Tensor, num_samples: int,
                               generator: torch.Generator | None = None) -> Tensor:
