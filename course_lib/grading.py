@@ -141,8 +141,8 @@ def _guarded_run(self, global_environment: dict) -> None:
             except Exception:  # noqa: BLE001 -- traceback not in the expected shape
                 detail = f"{type(e).__name__}: {e}"
         if _printed_too_much():  # last line: it is the reason the grade table shows
-            detail = detail[:1500] + (f"\nYour code printed more than {_SETTINGS.get('max_output_chars')} characters during "
-                       "this test; remove print statements from loops and functions.")
+            detail = detail[:1500] + (f"\nYour code printed more than {_SETTINGS.get('max_output_chars')} "
+                                      "characters during this test; remove print statements from loops.")
         if detail:
             passed, message = False, _failure(detail.strip())
         self.test_case_results.append(TestCaseResult(test_case=tc, message=message, passed=passed))

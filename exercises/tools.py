@@ -53,14 +53,14 @@ def _env() -> dict:
 # --- build ------------------------------------------------------------------------------------------
 
 def _normalise(nb_path: Path, name: str) -> None:
-    """Give cells stable ids and drop volatile metadata so that rebuilding an unchanged master is a no-op."""
+    """Give cells stable ids (otter's new cells get random ones) so that rebuilding an unchanged master is a no-op."""
     nb = nbformat.read(nb_path, as_version=4)
     for i, cell in enumerate(nb.cells):
         cell["id"] = f"{name}-{i:03d}"
     nbformat.write(nb, nb_path)
 
 
-def build(name: str, out_root: Path = ROOT, dist: Path = DIST, quiet: bool = True) -> None:
+def build(name: str, out_root: Path = ROOT, dist: Path = DIST) -> None:
     """Run ``otter assign`` on set ``name``: student files to ``out_root/name``, the bundle to ``dist/name``."""
     master = SOURCE / name / f"{name}.ipynb"
     if not master.exists():
@@ -70,8 +70,6 @@ def build(name: str, out_root: Path = ROOT, dist: Path = DIST, quiet: bool = Tru
         proc = subprocess.run(cmd, env=_env(), capture_output=True, text=True)
         if proc.returncode != 0:
             raise SystemExit(f"otter assign failed for {name}:\n{proc.stdout}\n{proc.stderr}")
-        if not quiet:
-            print(proc.stderr.strip())
         student, autograder = Path(tmp) / "student", Path(tmp) / "autograder"
         target = out_root / name
         if target.exists():

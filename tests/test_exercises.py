@@ -8,6 +8,7 @@ Grading runs are real ``otter run`` calls (about 0.5-3 minutes each on 2 CPU cor
 from __future__ import annotations
 
 import ast
+import csv
 import importlib.util
 import json
 import re
@@ -292,7 +293,7 @@ def test_grade_all_writes_one_row_per_submission(fresh, tmp_path, capsys):
     start = time.perf_counter()
     assert tools.main(["grade-all", str(folder), "--set", "ddpm"]) == 0
     print(f"\ngrade-all of 3 files took {time.perf_counter() - start:.0f} s")
-    rows = {r["file"]: r for r in __import__("csv").DictReader(open(folder / "scores.csv"))}
+    rows = {r["file"]: r for r in csv.DictReader(open(folder / "scores.csv"))}
     assert set(rows) == {"ddpm_untouched.ipynb", "ddpm_kills_kernel.ipynb", "ddpm_not_a_notebook.ipynb"}
     untouched = rows["ddpm_untouched.ipynb"]
     assert untouched["error"] == "" and float(untouched["total"]) == 0 and float(untouched["possible"]) == 20
