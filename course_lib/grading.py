@@ -11,9 +11,10 @@ import it.
   anything (even ``SystemExit``), runs past its limit or prints too much fails with a one-line reason;
   the other test cases and questions are still graded.
 - ``assert_tensor`` and ``assert_close`` turn a wrong answer into a message a student can act on.
-- ``ddpm_digits_quality`` is the fixed-seed train -> sample -> classify run behind the DDPM set's
-  "train to a measured quality" question; students call it to try a configuration, the hidden test
-  calls it to grade. ``COURSE_GRADING_QUICK=1`` shrinks it to a plumbing check for CI only.
+- ``ddpm_digits_quality`` (DDPM set) and ``vae_digits_elbo`` (VAE set) are the fixed-seed measured
+  runs behind the "train to a measured quality" questions; students call them to try a configuration,
+  the hidden tests call them to grade (each run once per submission, cached). ``COURSE_GRADING_QUICK=1``
+  shrinks them to a plumbing check for CI only.
 """
 
 from __future__ import annotations
@@ -360,10 +361,103 @@ def ddpm_digits_quality(make_model: Callable[[], torch.nn.Module], config: dict,
     return report
 
 
-def assert_quality(report: dict, key: str, at_least: float) -> None:
-    """Fail unless ``report[key] >= at_least``; always passes in quick mode (CI plumbing check)."""
+def assert_quality(report: dict, key: str, at_least: float | None = None, *, below: float | None = None) -> None:
+    """Fail unless ``report[key] >= at_least`` (or ``< below``); always passes in quick mode (CI plumbing check)."""
+    if (at_least is None) == (below is None):
+        raise ValueError("give exactly one of at_least= and below=.")
     if report.get("quick"):
         return
-    if not report[key] >= at_least:
-        raise AssertionError(f"{key} = {report[key]:.3f}, needs >= {at_least} for this test "
+    ok = report[key] >= at_least if at_least is not None else report[key] < below
+    if not ok:
+        need = f">= {at_least}" if at_least is not None else f"< {below}"
+        raise AssertionError(f"{key} = {report[key]:.3f}, needs {need} for this test "
                              f"(train {report['train_s']} s, final loss {report['final_loss']:.4f}).")
+
+
+VAE_BUDGET = {"max_steps": 1500, "max_batch_size": 256, "max_parameters": 300_000}
+
+
+def check_vae_config(make_model: Callable[[], torch.nn.Module], config: dict) -> dict:
+    """Validate a student's ``make_model`` and ``TRAIN_CONFIG`` (steps, batch_size, lr) against ``VAE_BUDGET``.
+
+    ``make_model()`` must build a new, randomly initialised ``course_lib.vae.VAE`` for 1-channel 16x16 images
+    with the discretized Gaussian likelihood (so that its ELBO is a code length of 8-bit images).
+    """
+    from .vae import VAE
+
+    if not callable(make_model):
+        raise AssertionError("make_model should be a function that returns a new VAE; it is "
+                             f"{type(make_model).__name__}.")
+    if not isinstance(config, dict) or set(config) != {"steps", "batch_size", "lr"}:
+        raise AssertionError("TRAIN_CONFIG should be a dict with exactly the keys steps, batch_size and lr; it is "
+                             f"{config!r}.")
+    b = VAE_BUDGET
+    checks = [(isinstance(config["steps"], int) and 1 <= config["steps"] <= b["max_steps"],
+               f"steps must be an int in 1 ... {b['max_steps']}"),
+              (isinstance(config["batch_size"], int) and 1 <= config["batch_size"] <= b["max_batch_size"],
+               f"batch_size must be an int in 1 ... {b['max_batch_size']}"),
+              (isinstance(config["lr"], float) and 0 < config["lr"] <= 0.1, "lr must be a float in (0, 0.1]")]
+    for ok, message in checks:
+        if not ok:
+            raise AssertionError(f"TRAIN_CONFIG: {message}.")
+    models = []
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        models.append(make_model())
+        if type(models[-1]) is not VAE:
+            raise AssertionError(f"make_model() must return a course_lib.vae.VAE, not {type(models[-1]).__name__}.")
+    c = models[0].config
+    if (c.in_channels, c.image_size, c.likelihood) != (1, 16, "discretized_gaussian"):
+        raise AssertionError("the VAE must take 1-channel 16x16 images and keep likelihood='discretized_gaussian'; "
+                             f"it has in_channels={c.in_channels}, image_size={c.image_size}, "
+                             f"likelihood={c.likelihood!r}.")
+    n = sum(p.numel() for p in models[0].parameters())
+    if n > b["max_parameters"]:
+        raise AssertionError(f"the model has {n} parameters; the budget is {b['max_parameters']}.")
+    if all(torch.equal(p, q) for p, q in zip(models[0].parameters(), models[1].parameters())):
+        raise AssertionError("make_model() returned the same weights for two seeds: build a new, randomly "
+                             "initialised model (no loaded checkpoints).")
+    return dict(config)
+
+
+def vae_digits_elbo(make_model: Callable[[], torch.nn.Module], config: dict, *, seed: int = 0) -> dict:
+    """Train ``make_model()`` on the 16x16 training digits and bound the held-out likelihood.
+
+    Fixed procedure (the grader's): ``vae.train_vae`` with beta = 1 on the 1437 training digits rounded to 256
+    grey levels, on the CPU with one thread and ``seed``; then ``vae.evaluate`` of the EMA model on the 360
+    held-out digits with ``torch.Generator().manual_seed(seed)``. Repeated calls return the cached report.
+
+    Returns:
+        ``bits_per_dim`` (held-out -ELBO / (256 ln 2)), ``neg_elbo``, ``recon``, ``kl`` (nats per image),
+        ``params``, ``train_s``, ``final_loss`` and ``quick``.
+    """
+    from .data import digits
+    from .distributions import quantize
+    from .vae import evaluate, train_vae
+
+    key = ("vae_digits_elbo", id(make_model), json.dumps(config, sort_keys=True, default=str), seed, quick_mode())
+    if key in _MEASURED:
+        if isinstance(_MEASURED[key], str):
+            raise AssertionError(f"the measured run failed earlier: {_MEASURED[key]}")
+        return _MEASURED[key]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the same arithmetic on every grader
+    try:
+        config = check_vae_config(make_model, config)
+        steps = min(config["steps"], 10) if quick_mode() else config["steps"]
+        torch.manual_seed(seed)
+        model = make_model()
+        x_train, x_test = (quantize(digits(split, image_size=16)[0]) for split in ("train", "test"))
+        result = train_vae(model, x_train, steps=steps, batch_size=config["batch_size"], lr=config["lr"],
+                           seed=seed, device="cpu", progress=False)
+        ev = evaluate(result.ema_model, x_test, generator=torch.Generator().manual_seed(seed))
+    except BaseException as e:
+        _MEASURED[key] = f"{type(e).__name__}: {e}"
+        raise
+    finally:
+        torch.set_num_threads(threads)
+    report = dict(bits_per_dim=ev.bits_per_dim, neg_elbo=ev.neg_elbo, recon=ev.recon, kl=ev.kl,
+                  params=sum(p.numel() for p in model.parameters()), train_s=round(result.wall_time_s, 1),
+                  final_loss=sum(result.losses[-50:]) / len(result.losses[-50:]), quick=quick_mode())
+    _MEASURED[key] = report
+    return report

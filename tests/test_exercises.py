@@ -124,14 +124,14 @@ def _with_answers(nb: nbformat.NotebookNode, answers: dict, extra: dict[int, str
     return nb
 
 
-def _solution() -> nbformat.NotebookNode:
-    return nbformat.read(tools.DIST / "ddpm" / "ddpm-solution.ipynb", as_version=4)
+def _solution(name: str = "ddpm") -> nbformat.NotebookNode:
+    return nbformat.read(tools.DIST / name / f"{name}-solution.ipynb", as_version=4)
 
 
 # --- layout and leaks ---------------------------------------------------------------------------------
 
-def test_the_ddpm_set_exists():
-    assert "ddpm" in SETS
+def test_the_sets_exist():
+    assert {"ddpm", "vae"} <= set(SETS)
 
 
 @pytest.mark.parametrize("name", SETS)
@@ -164,6 +164,14 @@ def test_ddpm_covers_the_syllabus():
     for topic in ("cosine", "q_sample", "embedding", "posterior", "reverse_step", "l_simple", "train"):
         assert any(topic in name for name in questions), f"no question about {topic}"
     measured = [q for q in questions.values() if any("ddpm_digits_quality" in t for t in q["hidden"])]
+    assert measured, "at least one open-ended question graded by a measured result"
+
+
+def test_vae_covers_the_syllabus():
+    questions = {q["name"]: q for q in _questions(_master("vae"))}
+    for topic in ("reparameterize", "kl", "elbo", "train"):
+        assert any(topic in name for name in questions), f"no question about {topic}"
+    measured = [q for q in questions.values() if any("vae_digits_elbo" in t for t in q["hidden"])]
     assert measured, "at least one open-ended question graded by a measured result"
 
 
@@ -212,9 +220,10 @@ def test_website_holds_no_solutions_or_hidden_tests(tmp_path):
 
 # --- grading -----------------------------------------------------------------------------------------
 
-def test_master_solutions_score_full_marks(fresh):
-    result = tools.grade(tools.DIST / "ddpm" / "ddpm-solution.ipynb", "ddpm")
-    print(f"\nmaster graded in {result.seconds:.0f} s\n" + tools.format_table(result))
+@pytest.mark.parametrize("name", SETS)
+def test_master_solutions_score_full_marks(fresh, name):
+    result = tools.grade(tools.DIST / name / f"{name}-solution.ipynb", name)
+    print(f"\n{name} master graded in {result.seconds:.0f} s\n" + tools.format_table(result))
     assert not result.error
     assert result.scores == result.possible, tools.format_table(result)
 
@@ -251,6 +260,36 @@ def test_partial_solution_scores_partially(fresh, tmp_path):
         assert result.scores[q] == 0, table
     assert "steps must be an int" in result.reasons["q7_train"], table
     assert 0 < result.total < sum(result.possible.values())
+
+
+VAE_PARTIAL = {
+    # forgets to divide the squared mean difference by sigma_2^2: right whenever the second Gaussian is N(0, 1)
+    # (both public tests, and question 3, which only needs the KL to the prior), wrong otherwise
+    "gaussian_kl": "def gaussian_kl(mean1, logvar1, mean2, logvar2):\n"
+                   "    return 0.5 * (logvar2 - logvar1 + torch.exp(logvar1 - logvar2) + (mean1 - mean2) ** 2 - 1)",
+    "make_model": lambda source: source.replace("def make_model():", "def make_model():\n"
+                                                "    return torch.nn.Linear(4, 4)"),  # not a course_lib VAE
+}
+
+
+def test_vae_partial_solution_scores_partially(fresh, tmp_path):
+    path = tmp_path / "vae.ipynb"
+    nbformat.write(_with_answers(_solution("vae"), VAE_PARTIAL), path)
+    result = tools.grade(path, "vae")
+    table = tools.format_table(result)
+    print(f"\nvae partial graded in {result.seconds:.0f} s\n" + table)
+    assert not result.error, table
+    for q in ("q1_reparameterize", "q3_negative_elbo"):
+        assert result.scores[q] == result.possible[q], table
+    assert 0 < result.scores["q2_gaussian_kl"] < result.possible["q2_gaussian_kl"], table
+    assert result.scores["q4_train"] == 0 and "course_lib.vae.VAE" in result.reasons["q4_train"], table
+
+
+def test_untouched_vae_notebook_scores_zero(fresh, tmp_path):
+    result = tools.grade(tools.ROOT / "vae" / "vae.ipynb", "vae")
+    table = tools.format_table(result)
+    print(f"\nuntouched vae graded in {result.seconds:.0f} s\n" + table)
+    assert not result.error and result.total == 0 and sum(result.possible.values()) == 14, table
 
 
 BAD = {
@@ -357,6 +396,25 @@ def test_budget_check_refuses_loaded_weights_and_big_configs():
     assert check_ddpm_config(lambda: torch.nn.Linear(4, 4), config) == config
 
 
+def test_vae_budget_check_says_what_is_wrong():
+    from course_lib.grading import check_vae_config
+    from course_lib.vae import VAE, VAEConfig
+
+    config = {"steps": 10, "batch_size": 8, "lr": 1e-3}
+    small = lambda: VAE(VAEConfig(channels=(8, 16), blocks_per_level=0))
+    assert check_vae_config(small, config) == config
+    fixed = small()
+    for make_model, cfg, match in [(lambda: fixed, config, "same weights"),
+                                   (small, {**config, "steps": 2000}, "steps"),
+                                   (small, {**config, "lr": 1}, "lr must be a float"),
+                                   (small, {"steps": 10}, "exactly the keys"),
+                                   (lambda: torch.nn.Linear(2, 2), config, "course_lib.vae.VAE"),
+                                   (lambda: VAE(VAEConfig(likelihood="bernoulli")), config, "discretized_gaussian"),
+                                   (lambda: VAE(VAEConfig(channels=(128, 256))), config, "parameters")]:
+        with pytest.raises(AssertionError, match=match):
+            check_vae_config(make_model, cfg)
+
+
 def test_quick_mode_measured_run_only_checks_the_plumbing(monkeypatch):
     from course_lib import grading
 
@@ -374,3 +432,10 @@ def test_quick_mode_measured_run_only_checks_the_plumbing(monkeypatch):
     report = grading.ddpm_digits_quality(Tiny, config)
     assert report["quick"] and report["n"] == 16
     grading.assert_quality(report, "recognized", 0.9)  # quick mode never fails on quality
+
+    from course_lib.vae import VAE, VAEConfig
+
+    report = grading.vae_digits_elbo(lambda: VAE(VAEConfig(channels=(8, 16), blocks_per_level=0)),
+                                     {"steps": 1500, "batch_size": 16, "lr": 1e-3})
+    assert report["quick"] and report["bits_per_dim"] > 0
+    grading.assert_quality(report, "bits_per_dim", below=0.1)
