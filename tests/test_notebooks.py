@@ -73,3 +73,15 @@ def test_every_notebook_is_in_the_toc_and_every_toc_entry_exists():
     listed = {str(Path(f).with_suffix("")) for f in files}
     for path in CHAPTERS + STUDENT:
         assert str(path.relative_to(ROOT).with_suffix("")) in listed, f"{path} is not in _toc.yml"
+
+
+def test_book_executes_chapters_but_not_student_exercises():
+    """The book runs the chapter notebooks and publishes the student notebooks unexecuted (they would only
+    raise "not implemented"). myst-nb matches ``execute.exclude_patterns`` with ``PurePosixPath.match``,
+    i.e. against the *end* of each absolute path: reproduce that here."""
+    from pathlib import PurePosixPath
+
+    patterns = yaml.safe_load((ROOT / "_config.yml").read_text())["execute"]["exclude_patterns"]
+    excluded = lambda p: any(PurePosixPath(p.resolve().as_posix()).match(pat) for pat in patterns)  # noqa: E731
+    assert STUDENT and all(excluded(p) for p in STUDENT), [str(p) for p in STUDENT if not excluded(p)]
+    assert not any(excluded(p) for p in CHAPTERS), [str(p) for p in CHAPTERS if excluded(p)]
