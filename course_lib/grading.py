@@ -261,6 +261,53 @@ def quick_mode() -> bool:
     return os.environ.get(QUICK_ENV, "") == "1"
 
 
+def _measured(key: tuple, run: Callable[[], dict]) -> dict:
+    """``run()`` once per key, on one CPU thread (the same arithmetic on every grader, no thread thrashing on a
+    busy CPU); later calls return the cached report, or re-raise the first run's failure as an AssertionError."""
+    if key in _MEASURED:
+        if isinstance(_MEASURED[key], str):
+            raise AssertionError(f"the measured run failed earlier: {_MEASURED[key]}")
+        return _MEASURED[key]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        _MEASURED[key] = run()
+    except BaseException as e:
+        _MEASURED[key] = f"{type(e).__name__}: {e}"
+        raise
+    finally:
+        torch.set_num_threads(threads)
+    return _MEASURED[key]
+
+
+def _require(checks: list[tuple[bool, str]]) -> None:
+    """Fail with the message of the first check that is False."""
+    for ok, message in checks:
+        if not ok:
+            raise AssertionError(f"TRAIN_CONFIG: {message}.")
+
+
+def _fresh_models(make_model: Callable[[], torch.nn.Module],
+                  check: Callable[[object], None]) -> list[torch.nn.Module]:
+    """Two calls of ``make_model()`` after seeds 1 and 2, each passed to ``check`` (which raises for a wrong
+    kind of model); their weights must differ: a new, randomly initialised model, not loaded weights."""
+    models = []
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        models.append(make_model())
+        check(models[-1])
+    if all(torch.equal(p, q) for p, q in zip(models[0].parameters(), models[1].parameters())):
+        raise AssertionError("make_model() returned the same weights for two seeds: it must build a new, "
+                             "randomly initialised model (no loaded checkpoints).")
+    return models
+
+
+def _final_loss(result) -> float:
+    """Mean training loss over the last 50 steps of a ``TrainResult``."""
+    tail = result.losses[-50:]
+    return sum(tail) / len(tail)
+
+
 def check_ddpm_config(make_model: Callable[[], torch.nn.Module], config: dict) -> dict:
     """Validate a student's ``make_model`` and training config against ``DDPM_BUDGET``; return the config.
 
@@ -287,22 +334,15 @@ def check_ddpm_config(make_model: Callable[[], torch.nn.Module], config: dict) -
                f"batch_size must be an int in 1 ... {b['max_batch_size']}"),
               (isinstance(config["lr"], float) and 0 < config["lr"] <= 0.1, "lr must be a float in (0, 0.1]"),
               (0 <= config.get("ema_decay", 0.999) < 1, "ema_decay must be in [0, 1)")]
-    for ok, message in checks:
-        if not ok:
-            raise AssertionError(f"TRAIN_CONFIG: {message}.")
-    models = []
-    for seed in (1, 2):  # two seeds, two different initialisations, unless weights were loaded
-        torch.manual_seed(seed)
-        models.append(make_model())
-        if not isinstance(models[-1], torch.nn.Module):
-            raise AssertionError(f"make_model() should return a torch.nn.Module, it returned "
-                                 f"{type(models[-1]).__name__}.")
-    n = sum(p.numel() for p in models[0].parameters())
+    _require(checks)
+
+    def is_module(model):
+        if not isinstance(model, torch.nn.Module):
+            raise AssertionError(f"make_model() should return a torch.nn.Module, it returned {type(model).__name__}.")
+
+    n = sum(p.numel() for p in _fresh_models(make_model, is_module)[0].parameters())
     if not 0 < n <= b["max_parameters"]:
         raise AssertionError(f"the model has {n} parameters; the budget is 1 ... {b['max_parameters']}.")
-    if all(torch.equal(p, q) for p, q in zip(models[0].parameters(), models[1].parameters())):
-        raise AssertionError("make_model() returned the same weights for two seeds: it must build a new, "
-                             "randomly initialised model (no loaded checkpoints).")
     return dict(config)
 
 
@@ -325,40 +365,29 @@ def ddpm_digits_quality(make_model: Callable[[], torch.nn.Module], config: dict,
     from .schedules import get_schedule
     from .trainer import train
 
-    key = (id(make_model), json.dumps(config, sort_keys=True, default=str), seed, num_samples, quick_mode())
-    if key in _MEASURED:
-        if isinstance(_MEASURED[key], str):
-            raise AssertionError(f"the measured run failed earlier: {_MEASURED[key]}")
-        return _MEASURED[key]
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # the same arithmetic on every grader, and no thread thrashing on a busy CPU
-    try:
-        config = check_ddpm_config(make_model, config)
-        steps = min(config["steps"], 10) if quick_mode() else config["steps"]
-        num_samples = min(num_samples, 16) if quick_mode() else num_samples
-        schedule = get_schedule(config["schedule"], config["num_timesteps"])
+    def run() -> dict:
+        cfg = check_ddpm_config(make_model, config)
+        steps = min(cfg["steps"], 10) if quick_mode() else cfg["steps"]
+        n = min(num_samples, 16) if quick_mode() else num_samples
+        schedule = get_schedule(cfg["schedule"], cfg["num_timesteps"])
         torch.manual_seed(seed)
         model = make_model()
         x, _ = digits("train", image_size=16)
         result = train(model, diffusion_loss_fn(schedule, torch.Generator().manual_seed(seed + 1)), (x,),
-                       steps=steps, batch_size=config["batch_size"], lr=config["lr"],
-                       ema_decay=config.get("ema_decay", 0.999), seed=seed, device="cpu", progress=False)
+                       steps=steps, batch_size=cfg["batch_size"], lr=cfg["lr"],
+                       ema_decay=cfg.get("ema_decay", 0.999), seed=seed, device="cpu", progress=False)
         start = time.perf_counter()
-        samples = ddpm_sample(result.ema_model, (num_samples, 1, 16, 16), schedule,
+        samples = ddpm_sample(result.ema_model, (n, 1, 16, 16), schedule,
                               generator=torch.Generator().manual_seed(seed), progress=False)
         sample_s = time.perf_counter() - start
-        assert_tensor(samples, "the samples", (num_samples, 1, 16, 16))
+        assert_tensor(samples, "the samples", (n, 1, 16, 16))
         report = sample_report(samples.clamp(-1, 1))
-    except BaseException as e:
-        _MEASURED[key] = f"{type(e).__name__}: {e}"
-        raise
-    finally:
-        torch.set_num_threads(threads)
-    report.update(params=sum(p.numel() for p in model.parameters()), train_s=round(result.wall_time_s, 1),
-                  sample_s=round(sample_s, 1), final_loss=sum(result.losses[-50:]) / len(result.losses[-50:]),
-                  quick=quick_mode())
-    _MEASURED[key] = report
-    return report
+        report.update(params=sum(p.numel() for p in model.parameters()), train_s=round(result.wall_time_s, 1),
+                      sample_s=round(sample_s, 1), final_loss=_final_loss(result), quick=quick_mode())
+        return report
+
+    key = (id(make_model), json.dumps(config, sort_keys=True, default=str), seed, num_samples, quick_mode())
+    return _measured(key, run)
 
 
 def assert_quality(report: dict, key: str, at_least: float | None = None, *, below: float | None = None) -> None:
@@ -392,31 +421,24 @@ def check_vae_config(make_model: Callable[[], torch.nn.Module], config: dict) ->
         raise AssertionError("TRAIN_CONFIG should be a dict with exactly the keys steps, batch_size and lr; it is "
                              f"{config!r}.")
     b = VAE_BUDGET
-    checks = [(isinstance(config["steps"], int) and 1 <= config["steps"] <= b["max_steps"],
+    _require([(isinstance(config["steps"], int) and 1 <= config["steps"] <= b["max_steps"],
                f"steps must be an int in 1 ... {b['max_steps']}"),
               (isinstance(config["batch_size"], int) and 1 <= config["batch_size"] <= b["max_batch_size"],
                f"batch_size must be an int in 1 ... {b['max_batch_size']}"),
-              (isinstance(config["lr"], float) and 0 < config["lr"] <= 0.1, "lr must be a float in (0, 0.1]")]
-    for ok, message in checks:
-        if not ok:
-            raise AssertionError(f"TRAIN_CONFIG: {message}.")
-    models = []
-    for seed in (1, 2):
-        torch.manual_seed(seed)
-        models.append(make_model())
-        if type(models[-1]) is not VAE:
-            raise AssertionError(f"make_model() must return a course_lib.vae.VAE, not {type(models[-1]).__name__}.")
-    c = models[0].config
-    if (c.in_channels, c.image_size, c.likelihood) != (1, 16, "discretized_gaussian"):
-        raise AssertionError("the VAE must take 1-channel 16x16 images and keep likelihood='discretized_gaussian'; "
-                             f"it has in_channels={c.in_channels}, image_size={c.image_size}, "
-                             f"likelihood={c.likelihood!r}.")
-    n = sum(p.numel() for p in models[0].parameters())
+              (isinstance(config["lr"], float) and 0 < config["lr"] <= 0.1, "lr must be a float in (0, 0.1]")])
+
+    def is_vae(model):
+        if type(model) is not VAE:
+            raise AssertionError(f"make_model() must return a course_lib.vae.VAE, not {type(model).__name__}.")
+        c = model.config
+        if (c.in_channels, c.image_size, c.likelihood) != (1, 16, "discretized_gaussian"):
+            raise AssertionError("the VAE must take 1-channel 16x16 images and keep "
+                                 f"likelihood='discretized_gaussian'; it has in_channels={c.in_channels}, "
+                                 f"image_size={c.image_size}, likelihood={c.likelihood!r}.")
+
+    n = sum(p.numel() for p in _fresh_models(make_model, is_vae)[0].parameters())
     if n > b["max_parameters"]:
         raise AssertionError(f"the model has {n} parameters; the budget is {b['max_parameters']}.")
-    if all(torch.equal(p, q) for p, q in zip(models[0].parameters(), models[1].parameters())):
-        raise AssertionError("make_model() returned the same weights for two seeds: build a new, randomly "
-                             "initialised model (no loaded checkpoints).")
     return dict(config)
 
 
@@ -435,29 +457,18 @@ def vae_digits_elbo(make_model: Callable[[], torch.nn.Module], config: dict, *, 
     from .distributions import quantize
     from .vae import evaluate, train_vae
 
-    key = ("vae_digits_elbo", id(make_model), json.dumps(config, sort_keys=True, default=str), seed, quick_mode())
-    if key in _MEASURED:
-        if isinstance(_MEASURED[key], str):
-            raise AssertionError(f"the measured run failed earlier: {_MEASURED[key]}")
-        return _MEASURED[key]
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # the same arithmetic on every grader
-    try:
-        config = check_vae_config(make_model, config)
-        steps = min(config["steps"], 10) if quick_mode() else config["steps"]
+    def run() -> dict:
+        cfg = check_vae_config(make_model, config)
+        steps = min(cfg["steps"], 10) if quick_mode() else cfg["steps"]
         torch.manual_seed(seed)
         model = make_model()
         x_train, x_test = (quantize(digits(split, image_size=16)[0]) for split in ("train", "test"))
-        result = train_vae(model, x_train, steps=steps, batch_size=config["batch_size"], lr=config["lr"],
+        result = train_vae(model, x_train, steps=steps, batch_size=cfg["batch_size"], lr=cfg["lr"],
                            seed=seed, device="cpu", progress=False)
         ev = evaluate(result.ema_model, x_test, generator=torch.Generator().manual_seed(seed))
-    except BaseException as e:
-        _MEASURED[key] = f"{type(e).__name__}: {e}"
-        raise
-    finally:
-        torch.set_num_threads(threads)
-    report = dict(bits_per_dim=ev.bits_per_dim, neg_elbo=ev.neg_elbo, recon=ev.recon, kl=ev.kl,
-                  params=sum(p.numel() for p in model.parameters()), train_s=round(result.wall_time_s, 1),
-                  final_loss=sum(result.losses[-50:]) / len(result.losses[-50:]), quick=quick_mode())
-    _MEASURED[key] = report
-    return report
+        return dict(bits_per_dim=ev.bits_per_dim, neg_elbo=ev.neg_elbo, recon=ev.recon, kl=ev.kl,
+                    params=sum(p.numel() for p in model.parameters()), train_s=round(result.wall_time_s, 1),
+                    final_loss=_final_loss(result), quick=quick_mode())
+
+    key = ("vae_digits_elbo", id(make_model), json.dumps(config, sort_keys=True, default=str), seed, quick_mode())
+    return _measured(key, run)
