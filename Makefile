@@ -12,11 +12,17 @@ export PYTHONHASHSEED := 0
 # Each notebook kernel gets the 2 cores; no BLAS oversubscription.
 export OMP_NUM_THREADS ?= 2
 
-.PHONY: help setup book test test-unit test-notebooks exercises grade grade-all benchmark lock clean
+PROFILE ?= $(or $(COURSE_PROFILE),cpu)
+# Test workers: the exercise tests are single-threaded (the grader's measured runs use one thread).
+TEST_WORKERS ?= 2
+
+.PHONY: help setup book test test-unit test-notebooks site-test exercises grade grade-all benchmark lock clean
 
 help:
-	@echo "make book        set up, execute every notebook (cpu profile) and build the website into _build/html"
-	@echo "make test        set up, then unit tests and nbval over every chapter notebook (quick profile)"
+	@echo "make book        set up, execute changed notebooks (cpu profile, timing table) and build _build/html"
+	@echo "make test        set up, then every test under tests/ (library, exercises and grader, book structure)"
+	@echo "make test-notebooks  run every chapter notebook in the quick profile (45 s budget each)"
+	@echo "make site-test   open every page of the built site in headless Chromium and check it"
 	@echo "make exercises   generate student notebooks and autograder bundles from exercises/source"
 	@echo "make benchmark   print the speed table (ours vs diffusers)"
 
@@ -30,18 +36,28 @@ $(STAMP): requirements/lock.txt pyproject.toml
 
 setup: $(STAMP)
 
+# 1. run the notebooks that changed (tools/execute.py: budgets, cache); 2. build the pages from the cache.
 book: $(STAMP)
-	COURSE_PROFILE=$${COURSE_PROFILE:-cpu} $(BIN)/jupyter-book build . $(BOOKFLAGS)
+	$(BIN)/python tools/execute.py --profile $(PROFILE)
+	COURSE_PROFILE=$(PROFILE) $(BIN)/jupyter-book build . $(BOOKFLAGS)
+	@$(BIN)/python tools/execute.py --report
 	@echo "Open _build/html/index.html in a browser."
 
+# Chapter notebooks run (and their check cells pass) in `make book`; they are not run a second time here.
 test: $(STAMP)
-	COURSE_PROFILE=quick $(BIN)/python -m pytest tests chapters --nbval-lax -p no:randomly -q $(PYTESTFLAGS)
+	$(BIN)/python -m pytest tests -q -n $(TEST_WORKERS) --dist loadgroup $(PYTESTFLAGS)
 
-test-unit: $(STAMP)
-	$(BIN)/python -m pytest tests -q
+test-unit: test
 
 test-notebooks: $(STAMP)
-	COURSE_PROFILE=quick $(BIN)/python -m pytest chapters --nbval-lax -q
+	$(BIN)/python tools/execute.py --profile quick --no-cache
+
+site-test: $(STAMP)
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || \
+	  { echo "installing Debian's chromium for the browser test"; \
+	    (apt-get install -y -q chromium >/dev/null || sudo apt-get install -y -q chromium >/dev/null) || \
+	    { echo "could not install chromium: apt-get install chromium, then rerun"; exit 1; }; }
+	$(BIN)/python tools/site_test.py _build/html
 
 exercises: $(STAMP)
 	$(BIN)/python exercises/tools.py build
@@ -63,4 +79,4 @@ lock:
 	 cat requirements/lock.txt.new) > requirements/lock.txt && rm requirements/lock.txt.new
 
 clean:
-	rm -rf _build
+	rm -rf _build  # the notebook cache (_build/.jupyter_cache) too

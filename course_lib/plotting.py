@@ -3,7 +3,8 @@
 The website is made by executing each notebook once; no kernel runs behind the published page, and a PDF
 has no JavaScript at all. So each moving or interactive figure here comes with a static one: ``animate``
 and ``slider`` return an object that, when a notebook cell displays it, shows a static figure of a few key
-frames *and* the interactive version (a JavaScript player, or an ipywidgets slider in a live notebook).
+frames *and* the interactive version, a JavaScript player whose frames are drawn when the cell runs (so it
+works on the published site, in Colab and in Jupyter alike).
 
 Conventions: images are tensors or arrays [B, C, H, W] with C = 1 or 3 and values in [-1, 1] (values outside
 are clipped for display only, never in the data); 2-D points are [N, 2]. A trajectory is a list of frames,
@@ -12,7 +13,12 @@ each a ``samplers.SampleStep`` or a ``(t, x)`` pair, and a frame is labelled wit
 
 from __future__ import annotations
 
+import base64
+import html as html_lib
 import io
+import json
+import re
+import uuid
 from typing import Any, Callable, Literal, Sequence
 
 import matplotlib.pyplot as plt
@@ -55,7 +61,8 @@ def _unpack(frames: Sequence, field: str = "x") -> list[tuple[int, np.ndarray]]:
 
 def _key_indices(n: int, k: int) -> list[int]:
     """k indices spread evenly over 0 ... n-1, always including the first and the last."""
-    return sorted({round(i * (n - 1) / max(k - 1, 1)) for i in range(min(k, n))})
+    k = min(k, n)
+    return sorted({round(i * (n - 1) / max(k - 1, 1)) for i in range(k)})
 
 
 def _png(fig: Figure) -> Image:
@@ -229,43 +236,93 @@ def animate(frames: Sequence, kind: Literal["images", "points"] = "images", *, n
         return artist, label
 
     player = FuncAnimation(fig, update, frames=len(unpacked), interval=interval, blit=False)
-    html = player.to_jshtml(default_mode="once")
+    html = _self_contained(player.to_jshtml(default_mode="once"))
     plt.close(fig)
     return Animation(html, still)
 
 
-class Slider:
-    """An ipywidgets slider that redraws ``fn(value, ax)`` (``widget``, None without ipywidgets) and
-    ``figure``, the static panels at the chosen values. A cell that displays it shows the figure, then the slider."""
+# matplotlib's player draws its buttons with Font Awesome 4 from a CDN: blank buttons offline. Plain symbols
+# draw everywhere (the website offline, Colab, Jupyter).
+_PLAYER_ICONS = {"fa fa-minus": "\u2212", "fa fa-fast-backward": "\u23ee", "fa fa-step-backward": "\u23f4\u2223",
+                 "fa fa-play fa-flip-horizontal": "\u25c0", "fa fa-pause": "\u23f8", "fa fa-play": "\u25b6",
+                 "fa fa-step-forward": "\u2223\u23f5", "fa fa-fast-forward": "\u23ed", "fa fa-plus": "+"}
 
-    def __init__(self, widget: Any, figure: Figure, note: str = ""):
-        self.widget, self.figure, self.note = widget, figure, note
+
+def _self_contained(html: str) -> str:
+    """``FuncAnimation.to_jshtml()`` output without the Font Awesome stylesheet it fetches from a CDN."""
+    html = re.sub(r'<link rel="stylesheet"\s+href="https://[^"]*font-awesome[^"]*">', "", html)
+    for icon, symbol in _PLAYER_ICONS.items():
+        html = html.replace(f'<i class="{icon}"></i>', f"<span aria-hidden=\"true\">{symbol}</span>")
+    if "https://" in html or 'class="fa ' in html:
+        raise RuntimeError("matplotlib's animation player changed: it still loads from the web or uses an icon "
+                           "font; update plotting._self_contained.")
+    return html
+
+
+class Slider(HTML):
+    """A slider player (this object's HTML: every frame precomputed, no kernel needed) and ``figure``, the
+    static panels at the chosen values. A cell that displays it shows the figure, then the player."""
+
+    def __init__(self, html: str, figure: Figure, values: list):
+        super().__init__(html)
+        self.figure, self.values = figure, values
 
     def _ipython_display_(self) -> None:
         display(_png(self.figure))
-        if self.widget is not None:
-            display(self.widget)
-        elif self.note:
-            print(self.note)
+        display(HTML(self.data))
+
+
+_SLIDER_HTML = """<div class="course-slider" id="{id}" style="font-family: sans-serif; font-size: 0.9em">
+<label for="{id}-input">{label} = <output id="{id}-value">{first}</output></label><br>
+<input type="range" id="{id}-input" min="0" max="{last}" step="1" value="0" style="width: {width}px">
+<br><img id="{id}-img" alt="{label} = {first}" src="data:image/png;base64,{src0}">
+<script>
+(function () {{
+  var frames = {frames}, labels = {labels}, name = {name};
+  var input = document.getElementById("{id}-input"), img = document.getElementById("{id}-img"),
+      value = document.getElementById("{id}-value");
+  input.addEventListener("input", function () {{
+    var i = parseInt(input.value, 10);
+    img.src = "data:image/png;base64," + frames[i];
+    img.alt = name + " = " + labels[i];
+    value.textContent = labels[i];
+  }});
+}})();
+</script></div>"""
+
+
+def _js(value: Any) -> str:
+    """``value`` as a JavaScript literal that is safe inside an HTML <script> element."""
+    return json.dumps(value).replace("</", "<\\/")
 
 
 def slider(fn: Callable[[Any, Axes], None], values: Sequence, static_values: Sequence | None = None, *,
-           label: str = "t", ncols: int | None = None, panel_size: tuple[float, float] = (3.0, 3.0)) -> Slider:
+           label: str = "t", ncols: int | None = None, panel_size: tuple[float, float] = (3.0, 3.0),
+           max_frames: int = 40, dpi: int = 72) -> Slider:
     """Explore ``fn`` over ``values`` with a slider, and draw it at ``static_values`` for the static page.
+
+    The slider is a small JavaScript player over frames drawn now, so it works where no kernel runs: on the
+    published website, in Colab and in Jupyter alike (there is no ipywidgets slider to go dead).
 
     Args:
         fn: draws one value on the Axes it is given: ``fn(value, ax)``; it should set its own title.
-        values: the slider's positions (any sequence, e.g. ``range(0, 1000, 10)``).
+        values: the slider's positions (any sequence, e.g. ``range(0, 1000, 10)``); at most ``max_frames``
+            of them, spread evenly with the first and last kept, are drawn.
         static_values: values drawn side by side in the static figure; default: 4 spread over ``values``.
         label: the slider's caption.
         ncols: panels per row of the static figure (default: all in one row, at most 4).
-        panel_size: inches of one panel (width, height), for both the static figure and the live one.
+        panel_size: inches of one panel (width, height), for both the static figure and the player.
+        max_frames: the most frames the player holds (each is a PNG inside the page: keep the page small).
+        dpi: resolution of the player's frames.
     Returns:
-        A ``Slider``. Without ipywidgets its ``widget`` is None and only the static figure is shown.
+        A ``Slider`` (an ``IPython.display.HTML``) whose ``figure`` holds the static panels and ``values`` the
+        values the player can show.
     """
     values = list(values)
     if not values:
         raise ValueError("values is empty; pass the slider's positions, e.g. range(0, 1000, 10).")
+    if max_frames < 2:
+        raise ValueError(f"max_frames must be at least 2 (the first and last value), got {max_frames}.")
     static_values = [values[i] for i in _key_indices(len(values), 4)] if static_values is None else list(static_values)
     if not static_values:
         raise ValueError("static_values is empty; pass at least one value to draw on the static page.")
@@ -279,24 +336,19 @@ def slider(fn: Callable[[Any, Axes], None], values: Sequence, static_values: Seq
     figure.tight_layout()
     plt.close(figure)
 
-    try:
-        import ipywidgets as widgets
-    except ImportError:
-        return Slider(None, figure, "(ipywidgets is not installed: only the fixed values above are shown; "
-                                    "`pip install ipywidgets` for the slider.)")
-    control = widgets.SelectionSlider(options=values, value=values[0], description=label,
-                                      continuous_update=False, layout=widgets.Layout(width="60%"))
-    out = widgets.Output()
-
-    def redraw(change: Any = None) -> None:
-        with out:
-            out.clear_output(wait=True)
-            fig, ax = plt.subplots(figsize=panel_size)
-            fn(control.value, ax)
-            fig.tight_layout()
-            display(_png(fig))
-            plt.close(fig)
-
-    control.observe(redraw, names="value")
-    redraw()
-    return Slider(widgets.VBox([control, out]), figure)
+    shown = [values[i] for i in _key_indices(len(values), max_frames)]
+    frames = []
+    for value in shown:
+        fig, ax = plt.subplots(figsize=panel_size, dpi=dpi)
+        fn(value, ax)
+        fig.tight_layout()
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png")
+        plt.close(fig)
+        frames.append(base64.b64encode(buffer.getvalue()).decode("ascii"))
+    labels = [str(v) for v in shown]
+    html = _SLIDER_HTML.format(id=f"slider-{uuid.uuid4().hex[:12]}", label=html_lib.escape(label),
+                               first=html_lib.escape(labels[0]), last=len(shown) - 1, src0=frames[0],
+                               width=int(panel_size[0] * dpi), frames=json.dumps(frames),
+                               labels=_js(labels), name=_js(label))
+    return Slider(html, figure, shown)

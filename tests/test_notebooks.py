@@ -1,6 +1,7 @@
 """Structure of the notebooks: no stored outputs, the Colab set-up cell, a measured check cell, all in the toc.
 
-Whether they *run* is checked by nbval (``make test`` runs ``pytest --nbval-lax chapters``).
+Whether they *run* is checked where they are executed: `make book` (cpu profile, every check cell, time budgets;
+``tools/execute.py``) and `make test-notebooks` (quick profile).
 """
 
 import json
@@ -85,3 +86,53 @@ def test_book_executes_chapters_but_not_student_exercises():
     excluded = lambda p: any(PurePosixPath(p.resolve().as_posix()).match(pat) for pat in patterns)  # noqa: E731
     assert STUDENT and all(excluded(p) for p in STUDENT), [str(p) for p in STUDENT if not excluded(p)]
     assert not any(excluded(p) for p in CHAPTERS), [str(p) for p in CHAPTERS if excluded(p)]
+
+
+# --- the set-up cell: one repository (_config.yml), one pinned version (course_lib.__version__) ------------
+
+def _setup_tools():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("setup_cells", ROOT / "tools" / "setup_cells.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_every_setup_cell_names_the_configured_repository_and_the_library_version():
+    import course_lib
+
+    tools = _setup_tools()
+    repo = yaml.safe_load((ROOT / "_config.yml").read_text())["repository"]["url"]
+    assert tools.version() == course_lib.__version__
+    notebooks = tools.notebooks()
+    assert set(CHAPTERS) <= set(notebooks) and len(notebooks) >= len(CHAPTERS) + 2
+    for path, expected in notebooks.items():
+        cell = "".join(next(c for c in _cells(path) if c["cell_type"] == "code")["source"])
+        assert cell == expected, f"{path.relative_to(ROOT)}: stale set-up cell; run `python tools/setup_cells.py`"
+        assert f'"{repo}", "{course_lib.__version__}"' in cell and "@main" not in cell
+        assert "course_lib[chapters] @ git+{REPO}@v{VERSION}" in cell
+
+
+def test_setup_cell_stops_with_a_message_when_the_installed_version_differs(monkeypatch, capsys):
+    import course_lib
+
+    source = _setup_tools().chapter_cell()
+    exec(compile(source, "setup-cell", "exec"), {})  # the installed version: runs and prints the versions
+    assert f"course_lib {course_lib.__version__}" in capsys.readouterr().out
+    monkeypatch.setattr(course_lib, "__version__", "0.0.1")
+    with pytest.raises(RuntimeError, match=r"written for course_lib .* but 0\.0\.1 is installed.*pip install"):
+        exec(compile(source, "setup-cell", "exec"), {})
+
+
+def test_the_repository_url_lives_only_in_config_and_generated_cells():
+    """Anything else that names the repository reads it from _config.yml (pyproject's Homepage aside)."""
+    repo = yaml.safe_load((ROOT / "_config.yml").read_text())["repository"]["url"]
+    allowed = {"_config.yml", "pyproject.toml", "README.md"}
+    generated = {str(p.relative_to(ROOT)) for p in _setup_tools().notebooks()} | \
+                {str(p.relative_to(ROOT)) for p in STUDENT}
+    offenders = [str(p.relative_to(ROOT)) for p in ROOT.rglob("*") if p.is_file() and p.suffix in
+                 {".py", ".ipynb", ".yml", ".yaml", ".md", ".toml"} and ".venv" not in p.parts and "_build"
+                 not in p.parts and "dist" not in p.parts and repo in p.read_text(errors="ignore")
+                 and str(p.relative_to(ROOT)) not in allowed | generated]
+    assert not offenders, f"these files hard-code {repo}; read it from _config.yml instead: {offenders}"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import re
 import sys
 
@@ -149,30 +151,51 @@ def _recording_fn(calls):
     return fn
 
 
-def test_slider_draws_static_values_and_builds_a_widget():
-    pytest.importorskip("ipywidgets")
+def test_slider_draws_static_values_and_precomputes_a_player():
     calls = []
     s = plotting.slider(_recording_fn(calls), range(0, 100, 10), static_values=[0, 50, 90], ncols=2)
-    assert calls[:3] == [0, 50, 90] and calls[3] == 0  # static panels, then the slider's first drawing
+    assert calls == [0, 50, 90, *range(0, 100, 10)]  # static panels, then one frame per value
     assert [ax.get_title() for ax in s.figure.axes[:3]] == ["v = 0", "v = 50", "v = 90"]
     assert len(s.figure.axes) == 4 and not s.figure.axes[3].axison  # 2 x 2 grid, the spare panel hidden
-    assert s.widget is not None
-    control = s.widget.children[0]
-    control.value = 40
-    assert calls[-1] == 40
+    assert s.values == list(range(0, 100, 10))
+    html = s.data
+    assert 'type="range"' in html and 'max="9"' in html and "<script>" in html
+    frames = re.search(r"var frames = (\[.*?\]), labels", html).group(1)
+    pngs = [base64.b64decode(f) for f in json.loads(frames)]
+    assert len(pngs) == 10 and all(p.startswith(b"\x89PNG") for p in pngs)
+    assert len(set(pngs)) == 10, "each position must show its own frame"
 
 
-def test_slider_falls_back_to_the_static_figure_without_ipywidgets(monkeypatch, capsys):
-    monkeypatch.setitem(sys.modules, "ipywidgets", None)  # makes `import ipywidgets` raise ImportError
+def test_slider_keeps_at_most_max_frames_with_both_ends():
     calls = []
+    s = plotting.slider(_recording_fn(calls), range(1000), static_values=[0], max_frames=5)
+    assert len(s.values) == 5 and s.values[0] == 0 and s.values[-1] == 999 and s.values == sorted(set(s.values))
+    with pytest.raises(ValueError, match="max_frames"):
+        plotting.slider(lambda v, ax: None, [1, 2], max_frames=1)
+
+
+def test_slider_escapes_its_label_and_ids_are_unique():
+    a = plotting.slider(lambda v, ax: None, [1, 2], label='t"</script>')
+    b = plotting.slider(lambda v, ax: None, [1, 2])
+    assert "</script>\"" not in a.data and a.data.count("</script>") == 1
+    assert re.search(r'id="(slider-\w+)"', a.data).group(1) != re.search(r'id="(slider-\w+)"', b.data).group(1)
+
+
+def test_slider_displays_the_static_figure_then_the_player(monkeypatch):
     shown = []
     monkeypatch.setattr(plotting, "display", lambda obj: shown.append(obj))
-    s = plotting.slider(_recording_fn(calls), [1, 2, 3, 4, 5, 6, 7])
-    assert s.widget is None and calls == [1, 3, 5, 7]  # default: 4 values spread over the range
+    s = plotting.slider(lambda v, ax: ax.plot([0, v]), [1, 2, 3])
     s._ipython_display_()
-    assert len(shown) == 1 and isinstance(shown[0], Image) and "ipywidgets" in capsys.readouterr().out
+    assert isinstance(shown[0], Image) and "course-slider" in shown[1].data
 
 
 def test_slider_rejects_empty_values():
     with pytest.raises(ValueError):
         plotting.slider(lambda v, ax: None, [])
+
+
+def test_animation_player_loads_nothing_from_the_web():
+    """matplotlib's player links Font Awesome from a CDN; the course's players must work offline."""
+    anim = plotting.animate([(t, torch.rand(4, 1, 8, 8) * 2 - 1) for t in range(3)])
+    assert "https://" not in anim.data and 'class="fa ' not in anim.data
+    assert anim.data.count('<span aria-hidden="true">') == 9  # every button still has its symbol

@@ -1,0 +1,129 @@
+"""Write (or check) the set-up cell of every chapter notebook and exercise master from one source of truth.
+
+    python tools/setup_cells.py           # rewrite the set-up cells (then `make exercises` for the student copies)
+    python tools/setup_cells.py --check   # fail if any set-up cell differs from what this file would write
+
+The repository URL comes from ``_config.yml`` (``repository.url``, the same value the launch buttons use) and the
+version from ``course_lib.__version__``. In Colab the cell installs exactly that release (the git tag
+``v<version>``) with the ``chapters`` extra, leaving Colab's torch in place; anywhere, it stops with a message
+saying what to do when the installed ``course_lib`` is not the version the page was written for, and prints the
+versions it found.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import re
+import sys
+from pathlib import Path
+
+import nbformat
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+MARK = "# Set-up:"  # the first line of every set-up cell starts so
+
+
+def repository() -> str:
+    return yaml.safe_load((ROOT / "_config.yml").read_text())["repository"]["url"].rstrip("/")
+
+
+def version() -> str:
+    """``course_lib.__version__``, read from the source (no import: this runs before the package is installed)."""
+    tree = ast.parse((ROOT / "course_lib" / "__init__.py").read_text())
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "__version__" for t in node.targets):
+            return node.value.value
+    raise RuntimeError("course_lib/__init__.py defines no __version__")
+
+
+_CHECK = '''import course_lib
+if course_lib.__version__ != VERSION:
+    raise RuntimeError(f"This page was written for course_lib {VERSION}, but {course_lib.__version__} is installed. "
+                       f"Install the matching release, then restart the kernel: "
+                       f"pip install 'course_lib[chapters] @ git+{REPO}@v{VERSION}'")
+import importlib.metadata
+print(" | ".join(f"{name} {importlib.metadata.version(name)}" for name in ("course_lib", "torch", "diffusers")
+                 if importlib.util.find_spec(name)), end=" | ")'''
+
+CHAPTER = '''# Set-up: in Colab this installs the course library this page was written for; anywhere, it checks the version.
+import importlib.util, subprocess, sys
+REPO, VERSION = "{repo}", "{version}"
+if "google.colab" in sys.modules and importlib.util.find_spec("course_lib") is None:
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q",
+                    f"course_lib[chapters] @ git+{{REPO}}@v{{VERSION}}"], check=True)
+{check}
+from course_lib.profiles import get_profile, pick
+print("profile:", get_profile())'''
+
+EXERCISE = '''# Set-up: in Colab this installs the course library and the grader and fetches this exercise's public tests;
+# locally (in a clone of the course repository, after `make setup`) it only finds the tests. Anywhere, it checks
+# that the installed course_lib is the version this exercise was written for.
+import importlib.util, os, subprocess, sys
+REPO, VERSION, TESTS = "{repo}", "{version}", "exercises/{name}/tests"
+if "google.colab" in sys.modules:
+    if importlib.util.find_spec("course_lib") is None or importlib.util.find_spec("otter") is None:
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "otter-grader==7.0.0",
+                        f"course_lib[chapters] @ git+{{REPO}}@v{{VERSION}}"], check=True)
+    if not os.path.isdir("/content/course"):
+        subprocess.run(["git", "clone", "-q", "--depth", "1", "--branch", f"v{{VERSION}}", "--filter=blob:none",
+                        "--sparse", REPO, "/content/course"], check=True)
+    subprocess.run(["git", "-C", "/content/course", "sparse-checkout", "add", TESTS], check=True)
+    TESTS = f"/content/course/{{TESTS}}"
+elif os.path.isdir("tests"):  # Jupyter started next to this notebook
+    TESTS = "tests"
+import otter
+{check}
+from course_lib.profiles import get_profile
+grader = otter.Notebook(tests_dir=TESTS)
+print("profile:", get_profile(), "| tests:", TESTS)'''
+
+
+def chapter_cell() -> str:
+    return CHAPTER.format(repo=repository(), version=version(), check=_CHECK)
+
+
+def exercise_cell(name: str) -> str:
+    return EXERCISE.format(repo=repository(), version=version(), name=name, check=_CHECK)
+
+
+def notebooks() -> dict[Path, str]:
+    """{notebook: the set-up cell it must have}: chapter notebooks and exercise masters."""
+    out = {p: chapter_cell() for p in sorted(ROOT.glob("chapters/*/*.ipynb"))}
+    out |= {p: exercise_cell(p.parent.name) for p in sorted(ROOT.glob("exercises/source/*/*.ipynb"))}
+    return out
+
+
+def setup_cell(nb) -> nbformat.NotebookNode:
+    """The notebook's set-up cell: its first code cell, which must start with ``MARK``."""
+    cell = next((c for c in nb.cells if c.cell_type == "code"), None)
+    if cell is None or not cell.source.startswith(MARK):
+        raise ValueError(f"the first code cell must be the set-up cell starting with {MARK!r} "
+                         "(docs/NOTEBOOK_TEMPLATE.md); run `python tools/setup_cells.py` after adding one")
+    return cell
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--check", action="store_true")
+    args = parser.parse_args(argv)
+    stale = []
+    for path, source in notebooks().items():
+        nb = nbformat.read(path, as_version=4)
+        cell = setup_cell(nb)
+        if cell.source != source:
+            stale.append(path.relative_to(ROOT))
+            if not args.check:
+                cell.source = source
+                nbformat.write(nb, path)
+    verb = "out of date" if args.check else "rewrote"
+    for path in stale:
+        print(f"{verb}: {path}")
+    if args.check and stale:
+        print("run `python tools/setup_cells.py && make exercises` and commit")
+    return 1 if args.check and stale else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
