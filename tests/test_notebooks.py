@@ -108,7 +108,9 @@ def test_every_setup_cell_names_the_configured_repository_and_the_library_versio
     notebooks = tools.notebooks()
     assert set(CHAPTERS) <= set(notebooks) and len(notebooks) >= len(CHAPTERS) + 2
     for path, expected in notebooks.items():
-        cell = "".join(next(c for c in _cells(path) if c["cell_type"] == "code")["source"])
+        first = next(c for c in _cells(path) if c["cell_type"] == "code")
+        cell = "".join(first["source"])
+        assert tools.HIDE in first["metadata"].get("tags", []), f"{path.relative_to(ROOT)}: set-up cell not folded"
         assert cell == expected, f"{path.relative_to(ROOT)}: stale set-up cell; run `python tools/setup_cells.py`"
         assert f'"{repo}", "{course_lib.__version__}"' in cell and "@main" not in cell
         assert "course_lib[chapters] @ git+{REPO}@v{VERSION}" in cell

@@ -23,6 +23,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 MARK = "# Set-up:"  # the first line of every set-up cell starts so
+HIDE = "hide-input"  # on the website the cell is folded (its output, the versions, shows); in Colab it is not
 
 
 def repository() -> str:
@@ -44,8 +45,8 @@ if course_lib.__version__ != VERSION:
                        f"Install the matching release, then restart the kernel: "
                        f"pip install 'course_lib[chapters] @ git+{REPO}@v{VERSION}'")
 import importlib.metadata
-print(" | ".join(f"{name} {importlib.metadata.version(name)}" for name in ("course_lib", "torch", "diffusers")
-                 if importlib.util.find_spec(name)), end=" | ")'''
+found = [f"{name} {importlib.metadata.version(name)}" for name in ("course_lib", "torch", "diffusers")
+         if importlib.util.find_spec(name)]'''
 
 CHAPTER = '''# Set-up: in Colab this installs the course library this page was written for; anywhere, it checks the version.
 import importlib.util, subprocess, sys
@@ -55,7 +56,7 @@ if "google.colab" in sys.modules and importlib.util.find_spec("course_lib") is N
                     f"course_lib[chapters] @ git+{{REPO}}@v{{VERSION}}"], check=True)
 {check}
 from course_lib.profiles import get_profile, pick
-print("profile:", get_profile())'''
+print(" | ".join(found), "| profile:", get_profile())'''
 
 EXERCISE = '''# Set-up: in Colab this installs the course library and the grader and fetches this exercise's public tests;
 # locally (in a clone of the course repository, after `make setup`) it only finds the tests. Anywhere, it checks
@@ -77,7 +78,7 @@ import otter
 {check}
 from course_lib.profiles import get_profile
 grader = otter.Notebook(tests_dir=TESTS)
-print("profile:", get_profile(), "| tests:", TESTS)'''
+print(" | ".join(found), "| profile:", get_profile(), "| tests:", TESTS)'''
 
 
 def chapter_cell() -> str:
@@ -112,10 +113,12 @@ def main(argv: list[str] | None = None) -> int:
     for path, source in notebooks().items():
         nb = nbformat.read(path, as_version=4)
         cell = setup_cell(nb)
-        if cell.source != source:
+        tags = cell.metadata.get("tags", [])
+        if cell.source != source or HIDE not in tags:
             stale.append(path.relative_to(ROOT))
             if not args.check:
                 cell.source = source
+                cell.metadata["tags"] = [*tags, HIDE] if HIDE not in tags else tags
                 nbformat.write(nb, path)
     verb = "out of date" if args.check else "rewrote"
     for path in stale:
