@@ -16,13 +16,14 @@ PROFILE ?= $(or $(COURSE_PROFILE),cpu)
 # Test workers: the exercise tests are single-threaded (the grader's measured runs use one thread).
 TEST_WORKERS ?= 2
 
-.PHONY: help setup book test test-unit test-notebooks site-test exercises grade grade-all benchmark lock clean
+.PHONY: help setup book test test-unit test-notebooks site-test colab-check exercises grade grade-all benchmark lock clean
 
 help:
 	@echo "make book        set up, execute changed notebooks (cpu profile, timing table) and build _build/html"
 	@echo "make test        set up, then every test under tests/ (library, exercises and grader, book structure)"
 	@echo "make test-notebooks  run every chapter notebook in the quick profile (45 s budget each)"
 	@echo "make site-test   open every page of the built site in headless Chromium and check it"
+	@echo "make colab-check install the built package into a fresh Python 3.12 venv and run every notebook there"
 	@echo "make exercises   generate student notebooks and autograder bundles from exercises/source"
 	@echo "make benchmark   print the speed table (ours vs diffusers)"
 
@@ -51,6 +52,11 @@ test-unit: test
 
 test-notebooks: $(STAMP)
 	$(BIN)/python tools/execute.py --profile quick --no-cache
+
+# The released package as a student gets it: sdist -> fresh Python 3.12 venv, declared dependencies only,
+# every chapter notebook and exercise solution run (quick profile) outside the repository.
+colab-check: $(STAMP)
+	$(BIN)/python tools/colab_check.py $(if $(COLAB_PYTHON),--python $(COLAB_PYTHON))
 
 site-test: $(STAMP)
 	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || \

@@ -34,6 +34,7 @@ import nbformat
 ROOT = Path(__file__).resolve().parent
 SOURCE, DIST = ROOT / "source", ROOT / "dist"
 GRADE_TIMEOUT_S = 1800  # a whole submission; questions and cells have their own, smaller limits
+TAMPER_PREFIX = "the notebook modified the grader ("  # = course_lib.grading.TAMPER_PREFIX (no torch import here)
 OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PYDEVD_DISABLE_FILE_VALIDATION": "1"}
 
 
@@ -60,12 +61,28 @@ def _normalise(nb_path: Path, name: str) -> None:
     nbformat.write(nb, nb_path)
 
 
+def _bundle_lock(dist: Path, name: str):
+    """A lock file per set and bundle folder: two processes (pytest-xdist workers, two `make` runs) building or
+    reading the same bundle take turns."""
+    from filelock import FileLock
+
+    dist.mkdir(parents=True, exist_ok=True)
+    return FileLock(str(dist / f".{name}.lock"), is_singleton=True)  # re-entrant: build() inside _ensure_bundle
+
+
+def _replace(source: Path, target: Path) -> None:
+    """Copy ``source`` to ``target`` atomically: a grader opening ``target`` sees the old file or the new one."""
+    partial = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    shutil.copy(source, partial)
+    os.replace(partial, target)
+
+
 def build(name: str, out_root: Path = ROOT, dist: Path = DIST) -> None:
     """Run ``otter assign`` on set ``name``: student files to ``out_root/name``, the bundle to ``dist/name``."""
     master = SOURCE / name / f"{name}.ipynb"
     if not master.exists():
         raise SystemExit(f"no master notebook at {master}; sets found: {exercise_sets()}")
-    with tempfile.TemporaryDirectory() as tmp:
+    with _bundle_lock(dist, name), tempfile.TemporaryDirectory() as tmp:
         cmd = [sys.executable, "-m", "otter", "assign", "--no-run-tests", "--no-pdfs", str(master), tmp]
         proc = subprocess.run(cmd, env=_env(), capture_output=True, text=True)
         if proc.returncode != 0:
@@ -77,8 +94,8 @@ def build(name: str, out_root: Path = ROOT, dist: Path = DIST) -> None:
         shutil.copytree(student, target)
         _normalise(target / f"{name}.ipynb", name)
         (dist / name).mkdir(parents=True, exist_ok=True)
-        shutil.copy(next(autograder.glob(f"{name}-autograder_*.zip")), dist / name / f"{name}-autograder.zip")
-        shutil.copy(autograder / f"{name}.ipynb", dist / name / f"{name}-solution.ipynb")
+        _replace(next(autograder.glob(f"{name}-autograder_*.zip")), dist / name / f"{name}-autograder.zip")
+        _replace(autograder / f"{name}.ipynb", dist / name / f"{name}-solution.ipynb")
 
 
 def compare_trees(fresh: Path, committed: Path) -> list[str]:
@@ -164,12 +181,22 @@ def guess_set(notebook: Path) -> str:
     raise SystemExit(f"cannot tell which exercise set {notebook.name} belongs to; pass --set (one of {sets}).")
 
 
+def bundle_is_current(name: str) -> bool:
+    """Whether ``exercises/dist/<name>`` holds a bundle and a solutions notebook newer than the master."""
+    master, bundle = SOURCE / name / f"{name}.ipynb", bundle_path(name)
+    solution = DIST / name / f"{name}-solution.ipynb"
+    return all(p.exists() and p.stat().st_mtime >= master.stat().st_mtime for p in (bundle, solution))
+
+
 def _ensure_bundle(name: str) -> None:
-    master = SOURCE / name / f"{name}.ipynb"
-    bundle = bundle_path(name)
-    if not bundle.exists() or bundle.stat().st_mtime < master.stat().st_mtime:
+    """Build the bundle if it is missing or older than the master (the student files go to a scratch folder:
+    grading never rewrites the committed ``exercises/<name>/``). Safe with several graders at once."""
+    with _bundle_lock(DIST, name):
+        if bundle_is_current(name):
+            return
         print(f"building the autograder bundle for {name} ...", file=sys.stderr)
-        build(name)
+        with tempfile.TemporaryDirectory() as tmp:
+            build(name, Path(tmp))
 
 
 def grade(notebook: str | Path, name: str | None = None, timeout: float = GRADE_TIMEOUT_S) -> Result:
@@ -212,7 +239,8 @@ def grade(notebook: str | Path, name: str | None = None, timeout: float = GRADE_
             reasons[test["name"]] = _reason(test.get("output", ""))
     error = "" if any(t.get("name") in possible for t in data.get("tests", [])) else \
         "otter produced no per-question results: " + " ".join(t.get("output", "")[:300] for t in data["tests"])
-    return Result(notebook.name, scores, possible, reasons, seconds, error)
+    tampered = sorted({r for r in reasons.values() if r.startswith(TAMPER_PREFIX)})
+    return Result(notebook.name, scores, possible, reasons, seconds, "; ".join(tampered) or error)
 
 
 def format_table(result: Result) -> str:

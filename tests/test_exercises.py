@@ -3,14 +3,19 @@ or the website, and the autograder gives full marks to the solutions, zero to th
 marks to partial answers, and survives bad code (exceptions, wrong shapes, loops, printing, exit calls).
 
 Grading runs are real ``otter run`` calls (about 0.5-3 minutes each on 2 CPU cores); see exercises/README.md.
+A notebook that modifies the grader (monkeypatching the checks, torch, otter's runner, the quick-mode flag or the
+measured runs' cache, or switching the guards off) scores 0 with the reason; the fast tests at the end check
+the tamper detection piece by piece. Safe under pytest-xdist (the workers share one build of the bundles).
 """
 
 from __future__ import annotations
 
 import ast
 import csv
+import hashlib
 import importlib.util
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -34,10 +39,23 @@ TEXT_SUFFIXES = {".html", ".js", ".json", ".ipynb", ".txt", ".py", ".md", ".xml"
 
 @pytest.fixture(scope="module")
 def fresh(tmp_path_factory) -> Path:
-    """Every set built from its master: student files under the returned folder, bundles in exercises/dist."""
-    out = tmp_path_factory.mktemp("exercises")
-    for name in SETS:
-        tools.build(name, out, tools.DIST)
+    """Every set built from its master: student files under the returned folder, bundles in exercises/dist.
+
+    Under pytest-xdist the workers of one run share a single build: the first builds it under a file lock, the
+    others wait and reuse it while the masters are unchanged (exercises/dist is shared by everyone)."""
+    from filelock import FileLock
+
+    shared = os.environ.get("PYTEST_XDIST_WORKER") is not None
+    root = tmp_path_factory.getbasetemp().parent if shared else tmp_path_factory.mktemp("build")
+    out, stamp = root / "exercises", root / "exercises.masters"
+    masters = json.dumps({n: hashlib.sha256((tools.SOURCE / n / f"{n}.ipynb").read_bytes()).hexdigest() for n in SETS})
+    with FileLock(str(root / "exercises.lock")):
+        if not (stamp.exists() and stamp.read_text() == masters and all(map(tools.bundle_is_current, SETS))):
+            shutil.rmtree(out, ignore_errors=True)
+            out.mkdir()
+            for name in SETS:
+                tools.build(name, out, tools.DIST)
+            stamp.write_text(masters)
     return out
 
 
@@ -199,6 +217,8 @@ def test_website_holds_no_solutions_or_hidden_tests(tmp_path):
     too if `make book` has built it."""
     config = yaml.safe_load((REPO / "_config.yml").read_text())
     config["execute"] = {**config.get("execute", {}), "execute_notebooks": "off"}
+    local = config.get("sphinx", {}).get("local_extensions") or {}  # paths relative to the repository
+    config.get("sphinx", {})["local_extensions"] = {name: str(REPO / path) for name, path in local.items()} or None
     (tmp_path / "_config.yml").write_text(yaml.safe_dump(config))
     toc = yaml.safe_load((REPO / "_toc.yml").read_text())  # the book's own Exercises part, nothing else
     toc["parts"] = [p for p in toc.get("parts", []) if p.get("caption") == "Exercises"]
@@ -322,22 +342,87 @@ def test_bad_code_costs_only_its_own_question(fresh, tmp_path, monkeypatch):
         assert result.scores[q] == result.possible[q], table
 
 
+# Submissions that answer nothing but modify the grader; each must score 0 with the reason naming what it modified.
+ZEROS = {name: f"def {name}(*args, **kwargs):\n    return torch.zeros(1)"
+         for name in ("cosine_betas", "q_sample", "timestep_embedding", "q_posterior_mean_variance", "p_sample_step",
+                      "l_simple")}
+ZEROS["make_model"] = "def make_model():\n    return torch.zeros(1)\n\n\nTRAIN_CONFIG = {}"
+USELESS = ("class Useless(nn.Module):\n    def __init__(self):\n        super().__init__()\n"
+           "        self.w = nn.Parameter(torch.randn(1))\n\n"
+           "    def forward(self, xt, t):\n        return self.w * xt\n\n\n"
+           "def make_model():\n    return Useless()\n\n\n"
+           'TRAIN_CONFIG = {"schedule": "linear", "num_timesteps": 10, "steps": 10, "batch_size": 8, "lr": 1e-3}')
+PERFECT = '{"recognized": 1.0, "quick": False, "train_s": 0.0, "final_loss": 0.0}'
+ATTACKS = {  # name: (answers, extra cells, labels the reason must name); without the guards they score as noted
+    # the reviewer's: no-op checks and torch.allclose in the first cell (7.9 / 20 before)
+    "reviewer": (ZEROS, {0: "import torch, course_lib.grading\n"
+                            "course_lib.grading.assert_close = lambda *args, **kwargs: None\n"
+                            "course_lib.grading.assert_tensor = lambda *args, **kwargs: None\n"
+                            "torch.allclose = lambda *args, **kwargs: True"},
+                 ["course_lib.grading.assert_close", "course_lib.grading.assert_tensor", "torch.allclose"]),
+    # quick mode switched on in the notebook: a useless model passes every quality threshold (6.7 / 20 before)
+    "quick_env": ({**ZEROS, "make_model": USELESS}, {3: "import os\nos.environ['COURSE_GRADING_QUICK'] = '1'"},
+                  ["os.environ['COURSE_GRADING_QUICK']"]),
+    # four at once, two hidden from the source scan (exec, computed names), so that the kernel's checks find them:
+    # otter's runner reports passes, a perfect ddpm_digits_quality, a pre-filled cache, a swapped __code__ (20 / 20)
+    "several": ({**ZEROS, "make_model": lambda source: USELESS + "\n\n\nimport importlib, json\n"
+                 "m = importlib.import_module('course_lib.grading.' + 'measured')\n"
+                 "getattr(m, '_MEAS' + 'URED')[(id(make_model), json.dumps(TRAIN_CONFIG, sort_keys=True, default=str), "
+                 f"0, 256, False)] = {PERFECT}"},
+                {3: 'exec("from otter.test_files.exception_test import ExceptionTestFile\\n'
+                    "from otter.test_files.abstract_test import TestCaseResult\\n"
+                    "def run(self, env):\\n"
+                    "    self.test_case_results = [TestCaseResult(test_case=tc, message='', passed=True)"
+                    ' for tc in self.test_cases]\\n'
+                    'ExceptionTestFile.run = run")\n'
+                    "import course_lib.grading as g\n"
+                    f"g.ddpm_digits_quality = lambda make_model, config, **kwargs: {PERFECT}\n"
+                    "from course_lib.grading import assert_close\n"
+                    "assert_close.__code__ = (lambda *args, **kwargs: None).__code__"},
+                ["otter.test_files.ExceptionTestFile.run", "course_lib.grading.ddpm_digits_quality",
+                 "course_lib.grading.measured._MEASURED", "course_lib.grading.assert_close.__code__"]),
+    # the kernel's checks switched off first (hooks removed, checkpoint a no-op), all hidden from the source scan:
+    # only the grader process notices, from the signed reports that stop arriving
+    "guards_off": (ZEROS, {3: 'exec("import sys\\nip = get_ipython()\\n'
+                              "for event in ('pre_run_cell', 'post_run_cell'):\\n"
+                              "    ip.events.callbacks[event].clear()\\n"
+                              "sys.modules['course_lib.grading.integrity'].checkpoint = lambda: []\\n"
+                              "g = sys.modules['course_lib.grading']\\n"
+                              "g.assert_close = g.assert_tensor = lambda *args, **kwargs: None\\n"
+                              "sys.modules['torch'].allclose = lambda *args, **kwargs: True\")"},
+                   ["the guards: no signed report from cell"]),
+}
+
+
 def test_grade_all_writes_one_row_per_submission(fresh, tmp_path, capsys):
+    """One batch: an untouched notebook, one that kills its kernel, one that is not a notebook, and the attacks
+    (each 0 with the reason; the untouched one, graded in the same batch, is unaffected)."""
+    from course_lib.grading import TAMPER_PREFIX
+
     folder = tmp_path / "submissions"
     folder.mkdir()
     shutil.copy(tools.ROOT / "ddpm" / "ddpm.ipynb", folder / "ddpm_untouched.ipynb")
     crash = _with_answers(_solution(), {}, {3: "import os\nos._exit(1)"})
     nbformat.write(crash, folder / "ddpm_kills_kernel.ipynb")
     (folder / "ddpm_not_a_notebook.ipynb").write_text("this is not JSON")
+    student = nbformat.read(tools.ROOT / "ddpm" / "ddpm.ipynb", as_version=4)
+    for name, (answers, extra, _) in ATTACKS.items():
+        nbformat.write(_with_answers(student, answers, extra), folder / f"ddpm_attack_{name}.ipynb")
     start = time.perf_counter()
     assert tools.main(["grade-all", str(folder), "--set", "ddpm"]) == 0
-    print(f"\ngrade-all of 3 files took {time.perf_counter() - start:.0f} s")
+    print(f"\ngrade-all of {3 + len(ATTACKS)} files took {time.perf_counter() - start:.0f} s")
     rows = {r["file"]: r for r in csv.DictReader(open(folder / "scores.csv"))}
-    assert set(rows) == {"ddpm_untouched.ipynb", "ddpm_kills_kernel.ipynb", "ddpm_not_a_notebook.ipynb"}
+    assert set(rows) == {"ddpm_untouched.ipynb", "ddpm_kills_kernel.ipynb", "ddpm_not_a_notebook.ipynb",
+                         *(f"ddpm_attack_{name}.ipynb" for name in ATTACKS)}
     untouched = rows["ddpm_untouched.ipynb"]
     assert untouched["error"] == "" and float(untouched["total"]) == 0 and float(untouched["possible"]) == 20
     assert "crashed" in rows["ddpm_kills_kernel.ipynb"]["error"]
     assert "could not read" in rows["ddpm_not_a_notebook.ipynb"]["error"]
+    for name, (_, _, labels) in ATTACKS.items():
+        row = rows[f"ddpm_attack_{name}.ipynb"]
+        assert float(row["total"]) == 0 and row["error"].startswith(TAMPER_PREFIX), (name, row)
+        assert all(label in row["error"] for label in labels), (name, labels, row["error"])
+        assert all(float(row[q]) == 0 for q in tools.question_points("ddpm")), (name, row)
 
 
 def test_table_names_every_question_and_the_reason():
@@ -364,7 +449,7 @@ def test_time_limit_stops_a_loop_and_restores_the_outer_limit():
 def test_capped_stream_cuts_output_once():
     import io
 
-    from course_lib.grading import _CappedStream
+    from course_lib.grading.limits import _CappedStream
 
     buffer = io.StringIO()
     stream = _CappedStream(buffer, limit=10)
@@ -439,3 +524,293 @@ def test_quick_mode_measured_run_only_checks_the_plumbing(monkeypatch):
                                      {"steps": 1500, "batch_size": 16, "lr": 1e-3})
     assert report["quick"] and report["bits_per_dim"] > 0
     grading.assert_quality(report, "bits_per_dim", below=0.1)
+
+
+# --- tamper detection (fast, no otter run) ------------------------------------------------------------
+
+@pytest.fixture
+def kernel_record():
+    """The grading kernel's record (integrity) and quick-mode flag, put back after the test."""
+    from course_lib.grading import integrity, measured
+
+    saved = dict(integrity._KERNEL), measured._frozen_quick, dict(measured._MEASURED), dict(measured._GENUINE)
+    yield integrity
+    integrity._KERNEL.update(saved[0])
+    measured._frozen_quick = saved[1]
+    for cache, before in ((measured._MEASURED, saved[2]), (measured._GENUINE, saved[3])):
+        cache.clear()
+        cache.update(before)
+
+
+def _fake_grader():
+    """A small module tree standing in for the grader: functions, a closure, classes, a constant."""
+    import types
+
+    pkg = types.ModuleType("fake_grader")
+    exec("def helper(x):\n    return x\n"
+         "def check(x, y=1, *, atol=1e-6):\n    return x\n"
+         "def _outer(f):\n    def closed(x):\n        return f(x)\n    return closed\n"
+         "closed = _outer(helper)\n"
+         "class Runner:\n    def run(self):\n        return 'real'\n"
+         "class Child(Runner):\n    pass\n"
+         "BUDGET = {'steps': 10}\n", pkg.__dict__)
+    pkg.Runner.__module__ = pkg.Child.__module__ = "fake_grader"
+    return pkg
+
+
+TAMPERINGS = [  # (what the notebook does to the fake grader, the name that must be reported)
+    (lambda g: setattr(g, "check", lambda *a, **k: None), "fake_grader.check"),
+    (lambda g: delattr(g, "helper"), "fake_grader.helper"),
+    (lambda g: setattr(g.check, "__code__", (lambda *a, **k: None).__code__), "fake_grader.check.__code__"),
+    (lambda g: setattr(g.check, "__defaults__", (2,)), "fake_grader.check.__defaults__"),
+    (lambda g: g.check.__kwdefaults__.update(atol=1e9), "fake_grader.check.__kwdefaults__"),
+    (lambda g: setattr(g.closed.__closure__[0], "cell_contents", print), "fake_grader.closed.__closure__"),
+    (lambda g: setattr(g.Runner, "run", lambda self: "fake"), "fake_grader.Runner.run"),
+    (lambda g: setattr(g.Child, "run", lambda self: "fake"), "fake_grader.Child.run"),  # shadows the inherited one
+    (lambda g: sys.modules.__setitem__("fake_grader", type(sys)("fake_grader")), "sys.modules['fake_grader']"),
+    (lambda g: os.environ.__setitem__("COURSE_GRADING_QUICK", "1"), "os.environ['COURSE_GRADING_QUICK']"),
+]
+
+
+@pytest.mark.parametrize("tamper, label", TAMPERINGS, ids=[label for _, label in TAMPERINGS])
+def test_snapshot_finds_each_kind_of_tampering_and_restores_it(tamper, label, monkeypatch):
+    from course_lib.grading.snapshot import take_snapshot
+
+    monkeypatch.delenv("COURSE_GRADING_QUICK", raising=False)
+    grader = _fake_grader()
+    monkeypatch.setitem(sys.modules, "fake_grader", grader)
+    snapshot = take_snapshot(["fake_grader"])
+    assert snapshot.changes() == []
+    tamper(grader)
+    assert label in snapshot.changes()
+    snapshot.restore()
+    assert snapshot.changes() == [] and grader.Child().run() == "real" and grader.check(3) == 3
+
+
+def test_snapshot_sees_builtins_and_torch_methods():
+    import builtins
+
+    from course_lib.grading.snapshot import take_snapshot
+
+    snapshot = take_snapshot(["torch"], ["builtins"])
+    real_len, real_allclose = builtins.len, torch.Tensor.allclose
+    try:
+        builtins.len = lambda x: 0
+        torch.Tensor.allclose = lambda *args, **kwargs: True  # on Tensor: shadows torch._C.TensorBase.allclose
+        assert {"builtins.len", "torch.Tensor.allclose"} <= set(snapshot.changes())
+    finally:
+        builtins.len = real_len
+        del torch.Tensor.allclose
+    assert torch.Tensor.allclose is real_allclose and snapshot.changes() == []
+
+
+def test_legitimate_notebook_code_is_not_flagged(kernel_record, monkeypatch):
+    """What students do (imports, helpers, course_lib calls, seeds, threads, grad mode, plots, training, their own
+    measured run) changes nothing that the guards watch."""
+    import copy
+
+    from course_lib.grading import guards, integrity, measured
+
+    monkeypatch.setenv(measured.QUICK_ENV, "1")  # the grader's own setting: fixed before the snapshot
+    guards._import_protected([])  # what install_guards imports before its snapshot
+    integrity.install(roots=integrity.PROTECTED_ROOTS, modules=integrity.PROTECTED_MODULES)
+    measured.watch_inputs()
+    threads = torch.get_num_threads()
+    try:
+        import fractions  # noqa: F401 -- an extra module
+
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        from course_lib.grading import ddpm_digits_quality
+        from course_lib.schedules import get_schedule
+
+        torch.manual_seed(0)
+        torch.set_num_threads(1)
+        torch.set_grad_enabled(False)
+        torch.set_grad_enabled(True)
+        plt.plot(get_schedule("cosine", 50).alpha_bar.numpy())
+        plt.close("all")
+        net = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.SiLU(), torch.nn.LayerNorm(4))
+        copy.deepcopy(net)
+        opt = torch.optim.Adam(net.parameters(), lr=1e-3)  # wraps Adam.step on first use
+        net(torch.randn(8, 4)).pow(2).mean().backward()
+        opt.step()
+
+        class Tiny(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.lin = torch.nn.Linear(256, 256)
+
+            def forward(self, xt, t):
+                return self.lin(xt.flatten(1)).view_as(xt)
+
+        config = {"schedule": "linear", "num_timesteps": 20, "steps": 5, "batch_size": 8, "lr": 1e-3}
+        report = ddpm_digits_quality(Tiny, config)
+        recognized, report["recognized"] = report["recognized"], 2.0  # editing the returned report ...
+        assert report["quick"] and ddpm_digits_quality(Tiny, config)["recognized"] == recognized  # ... changes no grade
+        assert integrity.checkpoint() == []
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_quick_flag_cache_and_data_are_fixed_before_student_code(kernel_record, monkeypatch):
+    import json as json_
+
+    from course_lib.data import _digits_arrays
+    from course_lib.grading import integrity, measured
+
+    monkeypatch.delenv(measured.QUICK_ENV, raising=False)
+    measured.freeze_quick_mode()  # as install_guards does: the flag first, then the snapshot
+    integrity.install(roots=["course_lib"], modules=[])
+    measured.watch_inputs()
+    monkeypatch.setenv(measured.QUICK_ENV, "1")  # the notebook switches quick mode on ...
+    assert not measured.quick_mode()  # ... which changes nothing, and is a finding
+    assert integrity.checkpoint() == ["os.environ['COURSE_GRADING_QUICK']"]
+    make_model = torch.nn.Identity
+    key = (id(make_model), json_.dumps({}, sort_keys=True), 0, 256, False)
+    measured._MEASURED[key] = {"recognized": 1.0, "quick": False}  # a pre-filled cache
+    images = _digits_arrays()[0]
+    images[0, 0, 0] += 1  # the cached training digits, edited in place
+    try:
+        assert {"course_lib.grading.measured._MEASURED", "course_lib.data._digits_arrays()"} <= \
+            set(integrity.checkpoint())
+    finally:
+        images[0, 0, 0] -= 1
+        del measured._MEASURED[key]
+    assert "course_lib.data._digits_arrays()" in integrity.checkpoint()  # findings stick
+
+
+def test_guarded_runner_fails_every_case_once_the_grader_was_modified(kernel_record):
+    from otter.test_files import ExceptionTestFile
+
+    from course_lib.grading import TAMPER_PREFIX, guards, integrity
+    from course_lib.schedules import cosine_betas
+
+    integrity.install(roots=["course_lib"], modules=[])
+    test = ExceptionTestFile.from_file(str(tools.ROOT / "ddpm" / "tests" / "q1_cosine.py"))
+    guards._guarded_run(test, {"cosine_betas": cosine_betas})
+    assert test.test_case_results and all(r.passed for r in test.test_case_results)
+    integrity.flag(["torch.allclose"])
+    guards._guarded_run(test, {"cosine_betas": cosine_betas})
+    assert not any(r.passed for r in test.test_case_results)
+    assert all(f"{TAMPER_PREFIX}torch.allclose)" in r.message for r in test.test_case_results)
+
+
+SCANNED = {  # source -> what the grader process's static scan must report
+    "import course_lib.grading, torch\ncourse_lib.grading.assert_close = None\ntorch.allclose = None":
+        ["course_lib.grading.assert_close", "torch.allclose"],
+    "import os\nos.environ['COURSE_GRADING_QUICK'] = '1'\nos.environ.update(COURSE_GRADING_TEST_TIMEOUT='1')":
+        ["os.environ['COURSE_GRADING_QUICK']", "os.environ['COURSE_GRADING_TEST_TIMEOUT']"],
+    "from course_lib.grading import assert_close as a\na.__code__ = (lambda: None).__code__":
+        ["course_lib.grading.assert_close.__code__"],
+    "import course_lib.grading as g\nf = g.assert_close\nf.__kwdefaults__['atol'] = 1e9":
+        ["course_lib.grading.assert_close.__kwdefaults__"],
+    "from course_lib.grading import measured\nmeasured._MEASURED[1] = {}": ["course_lib.grading.measured._MEASURED"],
+    "from otter.test_files import ExceptionTestFile as E\nsetattr(E, 'run', None)":
+        ["otter.test_files.ExceptionTestFile.run"],
+    "import sys\nsys.modules['course_lib.grading'] = None\n__builtins__.len = None":
+        ["builtins.len", "sys.modules['course_lib.grading']"],
+    "import torch\nvars(torch)['equal'] = None\n%matplotlib inline": ["torch.equal"],
+}
+LEGITIMATE = """\
+import os, sys, torch
+import torch.nn as nn
+%matplotlib inline
+torch.manual_seed(0); torch.set_num_threads(1); torch.set_grad_enabled(False)
+torch.backends.cudnn.benchmark = True
+os.environ["CUDA_VISIBLE_DEVICES"] = ""
+class Net(nn.Module):
+    def forward(self, x):
+        return x
+net = Net()
+net.forward = lambda x: x
+nn = Net()  # a name that once meant torch.nn
+nn.scale = 2
+from course_lib.grading import ddpm_digits_quality
+report = ddpm_digits_quality(lambda: Net(), {})
+report["recognized"] = 1.0
+"""
+
+
+def test_source_scan_reports_literal_writes_and_nothing_legitimate():
+    from course_lib.grading.source_scan import find_writes
+
+    for source, labels in SCANNED.items():
+        assert find_writes([source]) == sorted(labels), source
+    assert find_writes([LEGITIMATE]) == []
+    for name in SETS:
+        for path in (tools.SOURCE / name / f"{name}.ipynb", tools.ROOT / name / f"{name}.ipynb"):
+            nb = nbformat.read(path, as_version=4)
+            assert find_writes([c.source for c in nb.cells if c.cell_type == "code"]) == [], path
+
+
+def test_grader_process_trusts_only_signed_reports():
+    from course_lib.grading.guards import EXPORT_CELL_MARK
+    from course_lib.grading.integrity import HEARTBEAT_MIME, sign
+    from course_lib.grading.plugin import read_reports
+
+    key = "k" * 32
+
+    def cell(source, count, found=(), results=None, mac_key=key):
+        report = json.dumps({"cell": count, "found": list(found), **({"results": results} if results else {})},
+                            sort_keys=True)
+        out = nbformat.v4.new_output("display_data", data={HEARTBEAT_MIME: {"report": report,
+                                                                            "mac": sign(mac_key, report)}})
+        return nbformat.v4.new_code_cell(source, execution_count=count, outputs=[out])
+
+    final = {"q1": [["q1 - 1", True]]}
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("otter init", execution_count=1),
+                                         cell("install_guards(...)", 2), cell("x = 1", 3),
+                                         cell(EXPORT_CELL_MARK, 4, results=final)])
+    assert read_reports(nb, key) == (set(), final)
+    nb.cells[2] = cell("x = 1", 3, found=["torch.allclose"])
+    assert read_reports(nb, key)[0] == {"torch.allclose"}
+    nb.cells[2] = cell("x = 1", 3, mac_key="forged")  # a report the notebook made itself
+    assert read_reports(nb, key)[0] == {"the guards: no signed report from cell 3"}
+    nb.cells[2].outputs = []
+    assert read_reports(nb, key)[0] == {"the guards: no signed report from cell 3"}
+
+
+def test_grader_process_unpickles_only_grading_results():
+    import io
+    import pickle
+
+    from otter.test_files import ExceptionTestFile, GradingResults
+
+    from course_lib.grading.plugin import RefusedPickle, _ResultsUnpickler
+
+    test = ExceptionTestFile.from_file(str(tools.ROOT / "ddpm" / "tests" / "q1_cosine.py"))
+    test.run({})
+    loaded = _ResultsUnpickler(io.BytesIO(pickle.dumps(GradingResults([test])))).load()
+    assert isinstance(loaded, GradingResults) and list(loaded.results) == ["q1_cosine"]
+
+    class Exploit:
+        def __reduce__(self):
+            return os.system, ("echo pwned",)
+
+    with pytest.raises(RefusedPickle, match="posix.system|os.system"):
+        _ResultsUnpickler(io.BytesIO(pickle.dumps(Exploit()))).load()
+
+
+def test_checks_refuse_tensor_subclasses():
+    from course_lib.grading import assert_close
+
+    class AlwaysClose(torch.Tensor):
+        @classmethod
+        def __torch_function__(cls, func, types, args=(), kwargs=None):
+            return torch.zeros((), dtype=torch.bool) if func.__name__ == "any" else \
+                super().__torch_function__(func, types, args, kwargs or {})
+
+    with pytest.raises(AssertionError, match="plain torch.Tensor"):
+        assert_close(torch.zeros(3).as_subclass(AlwaysClose), torch.ones(3), "x")
+
+
+def test_tools_reports_tampering_in_the_error_column():
+    from course_lib.grading import TAMPER_PREFIX, tamper_reason
+
+    assert tools.TAMPER_PREFIX == TAMPER_PREFIX
+    reason = tamper_reason(["torch.allclose", "course_lib.grading.assert_close"])
+    assert reason == TAMPER_PREFIX + "course_lib.grading.assert_close, torch.allclose)"
+    assert tamper_reason([f"x{i}" for i in range(9)], limit=6).endswith("x5 and 3 more)")

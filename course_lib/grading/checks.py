@@ -1,0 +1,57 @@
+"""Readable checks for the question tests: a wrong answer becomes a message a student can act on.
+
+``assert_tensor`` (type, dtype, shape, finite values), ``assert_close`` (elementwise agreement, saying where
+and by how much) and ``assert_quality`` (a measured report against a threshold). Answers must be plain
+``torch.Tensor`` objects: a subclass can redefine every operation (``__torch_function__``), comparisons
+included, so it is refused rather than compared.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def _plain_tensor(x, name: str) -> None:
+    if not isinstance(x, Tensor):
+        raise AssertionError(f"{name} should be a torch.Tensor but is {type(x).__name__} ({x!r:.80}).")
+    if type(x) is not Tensor:  # noqa: E721 -- exactly Tensor: a subclass can override the comparison itself
+        raise AssertionError(f"{name} should be a plain torch.Tensor, not the subclass {type(x).__name__}; "
+                             "return the result of torch operations (e.g. x.as_subclass(torch.Tensor)).")
+
+
+def assert_tensor(x, name: str, shape: tuple[int, ...] | None = None, *, finite: bool = True) -> None:
+    """Fail unless ``x`` is a plain floating tensor (with ``shape`` if given, and finite values if ``finite``)."""
+    _plain_tensor(x, name)
+    if not x.is_floating_point():
+        raise AssertionError(f"{name} should hold floats but has dtype {x.dtype}.")
+    if shape is not None and tuple(x.shape) != tuple(shape):
+        raise AssertionError(f"{name} has shape {tuple(x.shape)}, expected {tuple(shape)}.")
+    if finite and not bool(torch.isfinite(x).all()):
+        raise AssertionError(f"{name} contains NaN or inf values.")
+
+
+def assert_close(actual, expected: Tensor, name: str, *, rtol: float = 1e-5, atol: float = 1e-6) -> None:
+    """Fail unless ``actual`` matches ``expected`` elementwise (|a - e| <= atol + rtol |e|), saying where not."""
+    _plain_tensor(expected, f"the value {name} is compared with")
+    assert_tensor(actual, name, tuple(expected.shape), finite=False)
+    a, e = actual.detach().double().cpu(), expected.detach().double().cpu()
+    bad = ~((a - e).abs() <= atol + rtol * e.abs())
+    if bool(bad.any()):
+        i = tuple(int(v) for v in bad.nonzero()[0])
+        raise AssertionError(f"{name} differs from the reference at {int(bad.sum())} of {bad.numel()} entries; "
+                             f"e.g. at index {i}: got {a[i].item():.6g}, expected {e[i].item():.6g} "
+                             f"(max abs diff {(a - e).abs().max().item():.3g}).")
+
+
+def assert_quality(report: dict, key: str, at_least: float | None = None, *, below: float | None = None) -> None:
+    """Fail unless ``report[key] >= at_least`` (or ``< below``); always passes in quick mode (CI plumbing check)."""
+    if (at_least is None) == (below is None):
+        raise ValueError("give exactly one of at_least= and below=.")
+    if report.get("quick"):
+        return
+    ok = report[key] >= at_least if at_least is not None else report[key] < below
+    if not ok:
+        need = f">= {at_least}" if at_least is not None else f"< {below}"
+        raise AssertionError(f"{key} = {report[key]:.3f}, needs {need} for this test "
+                             f"(train {report['train_s']} s, final loss {report['final_loss']:.4f}).")

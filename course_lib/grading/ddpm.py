@@ -1,0 +1,100 @@
+"""The DDPM set's measured run: train a student's noise predictor on 16x16 digits, sample, classify the samples.
+
+Ho et al. 2020 (DDPM): ``L_simple`` training and ancestral sampling, with the course's own trainer, sampler and
+digit classifier. ``check_ddpm_config`` enforces ``DDPM_BUDGET`` before anything trains.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Callable
+
+import torch
+
+from .checks import assert_tensor
+from .measured import _final_loss, _fresh_models, _measured, _require, quick_mode
+
+DDPM_BUDGET = {"max_steps": 2000, "max_batch_size": 256, "max_timesteps": 1000, "max_parameters": 1_000_000}
+
+
+def check_ddpm_config(make_model: Callable[[], torch.nn.Module], config: dict) -> dict:
+    """Validate a student's ``make_model`` and training config against ``DDPM_BUDGET``; return the config.
+
+    Keys: schedule (a ``get_schedule`` name), num_timesteps, steps, batch_size, lr, and optionally ema_decay.
+    """
+    from ..schedules import SCHEDULE_NAMES
+
+    if not callable(make_model):
+        raise AssertionError("make_model should be a function that returns a new model; it is "
+                             f"{type(make_model).__name__}.")
+    if not isinstance(config, dict):
+        raise AssertionError(f"TRAIN_CONFIG should be a dict, it is {type(config).__name__}.")
+    required = {"schedule", "num_timesteps", "steps", "batch_size", "lr"}
+    unknown, missing = set(config) - required - {"ema_decay"}, required - set(config)
+    if missing or unknown:
+        raise AssertionError(f"TRAIN_CONFIG is missing {sorted(missing)} / has unknown keys {sorted(unknown)}.")
+    b = DDPM_BUDGET
+    checks = [(config["schedule"] in SCHEDULE_NAMES, f"schedule must be one of {SCHEDULE_NAMES}"),
+              (isinstance(config["num_timesteps"], int) and 1 <= config["num_timesteps"] <= b["max_timesteps"],
+               f"num_timesteps must be an int in 1 ... {b['max_timesteps']}"),
+              (isinstance(config["steps"], int) and 1 <= config["steps"] <= b["max_steps"],
+               f"steps must be an int in 1 ... {b['max_steps']}"),
+              (isinstance(config["batch_size"], int) and 1 <= config["batch_size"] <= b["max_batch_size"],
+               f"batch_size must be an int in 1 ... {b['max_batch_size']}"),
+              (isinstance(config["lr"], float) and 0 < config["lr"] <= 0.1, "lr must be a float in (0, 0.1]"),
+              (0 <= config.get("ema_decay", 0.999) < 1, "ema_decay must be in [0, 1)")]
+    _require(checks)
+
+    def is_module(model):
+        if not isinstance(model, torch.nn.Module):
+            raise AssertionError(f"make_model() should return a torch.nn.Module, it returned {type(model).__name__}.")
+
+    n = sum(p.numel() for p in _fresh_models(make_model, is_module)[0].parameters())
+    if not 0 < n <= b["max_parameters"]:
+        raise AssertionError(f"the model has {n} parameters; the budget is 1 ... {b['max_parameters']}.")
+    return dict(config)
+
+
+def ddpm_digits_quality(make_model: Callable[[], torch.nn.Module], config: dict, *, seed: int = 0,
+                        num_samples: int = 256) -> dict:
+    """Train ``make_model()`` on 16x16 digits with L_simple, sample with DDPM, classify the samples.
+
+    Fixed procedure (the grader's): ``trainer.train`` on the CPU with ``seed``, ``losses.diffusion_loss_fn``,
+    the EMA weights sampled by ``samplers.ddpm_sample`` from ``torch.Generator().manual_seed(seed)``, and
+    ``metrics.sample_report`` (``recognized`` = fraction classified as a digit with confidence >= 0.5).
+    Repeated calls with the same model function, config and seed return (a copy of) the cached report.
+
+    Returns:
+        the sample report plus ``params``, ``train_s``, ``sample_s``, ``final_loss`` and ``quick``.
+    """
+    from ..data import digits
+    from ..losses import diffusion_loss_fn
+    from ..metrics import sample_report
+    from ..samplers import ddpm_sample
+    from ..schedules import get_schedule
+    from ..trainer import train
+
+    def run() -> dict:
+        cfg = check_ddpm_config(make_model, config)
+        steps = min(cfg["steps"], 10) if quick_mode() else cfg["steps"]
+        n = min(num_samples, 16) if quick_mode() else num_samples
+        schedule = get_schedule(cfg["schedule"], cfg["num_timesteps"])
+        torch.manual_seed(seed)
+        model = make_model()
+        x, _ = digits("train", image_size=16)
+        result = train(model, diffusion_loss_fn(schedule, torch.Generator().manual_seed(seed + 1)), (x,),
+                       steps=steps, batch_size=cfg["batch_size"], lr=cfg["lr"],
+                       ema_decay=cfg.get("ema_decay", 0.999), seed=seed, device="cpu", progress=False)
+        start = time.perf_counter()
+        samples = ddpm_sample(result.ema_model, (n, 1, 16, 16), schedule,
+                              generator=torch.Generator().manual_seed(seed), progress=False)
+        sample_s = time.perf_counter() - start
+        assert_tensor(samples, "the samples", (n, 1, 16, 16))
+        report = sample_report(samples.clamp(-1, 1))
+        report.update(params=sum(p.numel() for p in model.parameters()), train_s=round(result.wall_time_s, 1),
+                      sample_s=round(sample_s, 1), final_loss=_final_loss(result), quick=quick_mode())
+        return report
+
+    key = (id(make_model), json.dumps(config, sort_keys=True, default=str), seed, num_samples, quick_mode())
+    return _measured(key, run)

@@ -1,0 +1,85 @@
+"""The VAE set's measured run: train a student's VAE on 16x16 digits and bound the held-out likelihood.
+
+Kingma & Welling 2014 (the ELBO), scored in bits per dimension of 8-bit images (discretized Gaussian decoder,
+Ho et al. 2020 Sec. 3.3). ``check_vae_config`` enforces ``VAE_BUDGET`` before anything trains.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Callable
+
+import torch
+
+from .measured import _final_loss, _fresh_models, _measured, _require, quick_mode
+
+VAE_BUDGET = {"max_steps": 1500, "max_batch_size": 256, "max_parameters": 300_000}
+
+
+def check_vae_config(make_model: Callable[[], torch.nn.Module], config: dict) -> dict:
+    """Validate a student's ``make_model`` and ``TRAIN_CONFIG`` (steps, batch_size, lr) against ``VAE_BUDGET``.
+
+    ``make_model()`` must build a new, randomly initialised ``course_lib.vae.VAE`` for 1-channel 16x16 images
+    with the discretized Gaussian likelihood (so that its ELBO is a code length of 8-bit images).
+    """
+    from ..vae import VAE
+
+    if not callable(make_model):
+        raise AssertionError("make_model should be a function that returns a new VAE; it is "
+                             f"{type(make_model).__name__}.")
+    if not isinstance(config, dict) or set(config) != {"steps", "batch_size", "lr"}:
+        raise AssertionError("TRAIN_CONFIG should be a dict with exactly the keys steps, batch_size and lr; it is "
+                             f"{config!r}.")
+    b = VAE_BUDGET
+    _require([(isinstance(config["steps"], int) and 1 <= config["steps"] <= b["max_steps"],
+               f"steps must be an int in 1 ... {b['max_steps']}"),
+              (isinstance(config["batch_size"], int) and 1 <= config["batch_size"] <= b["max_batch_size"],
+               f"batch_size must be an int in 1 ... {b['max_batch_size']}"),
+              (isinstance(config["lr"], float) and 0 < config["lr"] <= 0.1, "lr must be a float in (0, 0.1]")])
+
+    def is_vae(model):
+        if type(model) is not VAE:
+            raise AssertionError(f"make_model() must return a course_lib.vae.VAE, not {type(model).__name__}.")
+        c = model.config
+        if (c.in_channels, c.image_size, c.likelihood) != (1, 16, "discretized_gaussian"):
+            raise AssertionError("the VAE must take 1-channel 16x16 images and keep "
+                                 f"likelihood='discretized_gaussian'; it has in_channels={c.in_channels}, "
+                                 f"image_size={c.image_size}, likelihood={c.likelihood!r}.")
+
+    n = sum(p.numel() for p in _fresh_models(make_model, is_vae)[0].parameters())
+    if n > b["max_parameters"]:
+        raise AssertionError(f"the model has {n} parameters; the budget is {b['max_parameters']}.")
+    return dict(config)
+
+
+def vae_digits_elbo(make_model: Callable[[], torch.nn.Module], config: dict, *, seed: int = 0) -> dict:
+    """Train ``make_model()`` on the 16x16 training digits and bound the held-out likelihood.
+
+    Fixed procedure (the grader's): ``vae.train_vae`` with beta = 1 on the 1437 training digits rounded to 256
+    grey levels, on the CPU with one thread and ``seed``; then ``vae.evaluate`` of the EMA model on the 360
+    held-out digits with ``torch.Generator().manual_seed(seed)``. Repeated calls return (a copy of) the cached
+    report.
+
+    Returns:
+        ``bits_per_dim`` (held-out -ELBO / (256 ln 2)), ``neg_elbo``, ``recon``, ``kl`` (nats per image),
+        ``params``, ``train_s``, ``final_loss`` and ``quick``.
+    """
+    from ..data import digits
+    from ..distributions import quantize
+    from ..vae import evaluate, train_vae
+
+    def run() -> dict:
+        cfg = check_vae_config(make_model, config)
+        steps = min(cfg["steps"], 10) if quick_mode() else cfg["steps"]
+        torch.manual_seed(seed)
+        model = make_model()
+        x_train, x_test = (quantize(digits(split, image_size=16)[0]) for split in ("train", "test"))
+        result = train_vae(model, x_train, steps=steps, batch_size=cfg["batch_size"], lr=cfg["lr"],
+                           seed=seed, device="cpu", progress=False)
+        ev = evaluate(result.ema_model, x_test, generator=torch.Generator().manual_seed(seed))
+        return dict(bits_per_dim=ev.bits_per_dim, neg_elbo=ev.neg_elbo, recon=ev.recon, kl=ev.kl,
+                    params=sum(p.numel() for p in model.parameters()), train_s=round(result.wall_time_s, 1),
+                    final_loss=_final_loss(result), quick=quick_mode())
+
+    key = ("vae_digits_elbo", id(make_model), json.dumps(config, sort_keys=True, default=str), seed, quick_mode())
+    return _measured(key, run)
