@@ -84,22 +84,30 @@ def vlb_term(model: Model, x0: Tensor, t: Tensor, schedule: Schedule, *, varianc
 
     Where t = 0: L_0 = -log p_theta(x_0 | x_1), the discretized Gaussian decoder (Eq. 13).
     Where t >= 1: KL( q(x_{t-1} | x_t, x_0) || p_theta(x_{t-1} | x_t) ) between two Gaussians (Eq. 8).
+    ``prior_kl`` is the remaining term L_T.
 
     Args:
         model: ``model(xt, t) -> eps``; called once on the batch.
         x0: data [B, ...] on the ``num_bins`` levels of ``quantize`` in [-1, 1].
         t: int64 [B], indices in 0 ... T-1 (may differ per example).
         noise: the eps of x_t = sqrt(ab) x0 + sqrt(1 - ab) eps; drawn with ``generator`` if None.
+    Returns:
+        float32 [B] on the CPU.
     """
-    xt = q_sample(x0, t, schedule, noise=noise, generator=generator)
-    eps = model(xt, t.to(x0.device)).double()
-    x0, xt = x0.double(), xt.double()  # the KL of two close Gaussians cancels digits: float64 from here
+    # The KL of two close Gaussians cancels digits: the arithmetic is float64 on the CPU (MPS has no float64);
+    # only the model runs on x0's device, in x0's dtype.
+    device, dtype = x0.device, x0.dtype
+    if noise is None:
+        noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype)
+    x0, t = x0.detach().cpu().double(), t.cpu()
+    xt = q_sample(x0, t, schedule, noise=noise.detach().cpu().double())
+    eps = model(xt.to(device=device, dtype=dtype), t.to(device)).detach().cpu().double()
     mean, logvar = p_mean_variance(eps, xt, t, schedule, variance)
     q_mean, _ = q_posterior_mean_variance(x0, xt, t, schedule)
     q_logvar = extract(schedule.posterior_log_variance_clipped, t, xt)  # exact for t >= 1; t = 0 is not a KL
     kl = sum_except_batch(normal_kl(q_mean, q_logvar.expand_as(x0), mean, logvar.expand_as(x0)))
     decoder_nll = -sum_except_batch(discretized_gaussian_log_likelihood(x0, mean, logvar.expand_as(x0), num_bins))
-    return torch.where(t.to(kl.device) == 0, decoder_nll, kl).float()
+    return torch.where(t == 0, decoder_nll, kl).float()
 
 
 # --- the whole bound: a stratified estimate over t ---------------------------------------------------

@@ -37,8 +37,27 @@ def pick(*, quick: T, cpu: T, gpu: T) -> T:
     return {"quick": quick, "cpu": cpu, "gpu": gpu}[get_profile()]
 
 
+DEVICES: tuple[str, ...] = ("cpu", "cuda", "mps")
+
+
 def default_device() -> torch.device:
-    """CUDA if available, else Apple's MPS, else the CPU."""
+    """``$COURSE_DEVICE`` if set ("cpu", "cuda" or "mps"), else CUDA if available, else Apple's MPS, else the CPU.
+
+    On MPS the library keeps its float64 arithmetic (schedules, likelihood terms) on the CPU, since MPS has no
+    float64, and ops without an MPS kernel fall back to the CPU (``PYTORCH_ENABLE_MPS_FALLBACK``, set by
+    ``import course_lib``). If a page still fails on MPS, ``COURSE_DEVICE=cpu`` runs it on the CPU.
+    """
+    name = os.environ.get("COURSE_DEVICE", "").strip().lower()
+    if name:
+        if name not in DEVICES:
+            raise ValueError(f"COURSE_DEVICE={name!r} is not a device; expected one of {DEVICES}. "
+                             "Unset it to pick automatically, or e.g. `export COURSE_DEVICE=cpu`.")
+        available = {"cpu": True, "cuda": torch.cuda.is_available(),
+                     "mps": getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()}
+        if not available[name]:
+            raise ValueError(f"COURSE_DEVICE={name!r}, but this machine's torch cannot use {name} "
+                             f"(torch {torch.__version__}). Unset COURSE_DEVICE or set it to 'cpu'.")
+        return torch.device(name)
     if torch.cuda.is_available():
         return torch.device("cuda")
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():

@@ -426,7 +426,7 @@ def evaluate(model: VAE, images: Tensor, *, batch_size: int = 500,
         terms = elbo(model, x, generator=generator)
         x_hat = model(x).sample.clamp(-1.0, 1.0)
         mse = ((x_hat - x) ** 2).reshape(x.shape[0], -1).mean(dim=1)
-        totals += torch.stack([terms.neg_elbo.sum(), terms.recon.sum(), terms.kl.sum(), mse.sum()]).double().cpu()
+        totals += torch.stack([terms.neg_elbo.sum(), terms.recon.sum(), terms.kl.sum(), mse.sum()]).cpu().double()
     model.train(was_training)
     neg_elbo, recon, kl, mse = (totals / images.shape[0]).tolist()
     num_dims = images[0].numel()

@@ -27,3 +27,25 @@ def test_seed_everything_and_device():
     a = torch.randn(2, generator=g)
     assert torch.equal(a, torch.randn(2, generator=torch.Generator().manual_seed(3)))
     assert isinstance(default_device(), torch.device)
+
+
+def test_course_device_overrides_and_bad_values_are_explained(monkeypatch):
+    monkeypatch.setenv("COURSE_DEVICE", "cpu")
+    assert default_device() == torch.device("cpu")
+    monkeypatch.setenv("COURSE_DEVICE", "gpu")
+    with pytest.raises(ValueError, match="expected one of"):
+        default_device()
+    if not torch.cuda.is_available():
+        monkeypatch.setenv("COURSE_DEVICE", "cuda")
+        with pytest.raises(ValueError, match="cannot use cuda"):
+            default_device()
+
+
+def test_import_enables_the_mps_cpu_fallback_before_torch_loads():
+    import subprocess
+    import sys
+
+    code = ("import os; os.environ.pop('PYTORCH_ENABLE_MPS_FALLBACK', None); import course_lib, sys; "
+            "assert 'torch' not in sys.modules; print(os.environ['PYTORCH_ENABLE_MPS_FALLBACK'])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "1"

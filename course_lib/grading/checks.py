@@ -35,7 +35,7 @@ def assert_close(actual, expected: Tensor, name: str, *, rtol: float = 1e-5, ato
     """Fail unless ``actual`` matches ``expected`` elementwise (|a - e| <= atol + rtol |e|), saying where not."""
     _plain_tensor(expected, f"the value {name} is compared with")
     assert_tensor(actual, name, tuple(expected.shape), finite=False)
-    a, e = actual.detach().double().cpu(), expected.detach().double().cpu()
+    a, e = actual.detach().cpu().double(), expected.detach().cpu().double()  # MPS has no float64
     bad = ~((a - e).abs() <= atol + rtol * e.abs())
     if bool(bad.any()):
         i = tuple(int(v) for v in bad.nonzero()[0])
