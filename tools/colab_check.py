@@ -1,6 +1,6 @@
 """Run the course the way a student gets it: the built package in a fresh venv of another Python, no lock file.
 
-    python tools/colab_check.py [--python python3.12] [--keep]    # = make colab-check
+    python tools/colab_check.py [--python python3.12] [--keep] [--jobs 2]    # = make colab-check
 
 1. Build the sdist and the wheel of ``course_lib`` from this checkout (setuptools' PEP 517 hooks).
 2. Make a fresh venv with ``--python`` (default 3.12, as Colab), install the torch Colab has (``TORCH``), then the
@@ -26,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -132,7 +133,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--python", default=None, help="the interpreter of the fresh venv (default: a Python 3.12)")
     parser.add_argument("--keep", action="store_true", help="keep the staged folder (its path is printed)")
+    parser.add_argument("--jobs", type=int, default=2,
+                        help="notebooks run at once, each with cores / jobs threads (default 2: most of a quick "
+                             "notebook is kernel start-up and imports)")
     args = parser.parse_args(argv)
+    if args.jobs < 1:
+        parser.error(f"--jobs must be at least 1, got {args.jobs}")
     args.python = args.python or find_python("3.12")
     start = time.perf_counter()
     sdist = build_dists(ROOT / "_build" / "dist")
@@ -142,18 +148,25 @@ def main(argv: list[str] | None = None) -> int:
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     env.update(COURSE_PROFILE="quick", COURSE_GRADING_QUICK="1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
                MPLBACKEND="Agg", PATH=f"{VENV / 'bin'}:{env.get('PATH', '')}")
-    rows = []
-    try:
-        for nb in stage(work):
+    env.update(OMP_NUM_THREADS=str(max(1, (os.cpu_count() or 2) // args.jobs)))
+
+    def run_one(nb: Path) -> dict:
+        try:
             proc = subprocess.run([str(python), "-c", _RUNNER, str(nb), "colab-check"], cwd=work, env=env,
                                   capture_output=True, text=True, timeout=NOTEBOOK_TIMEOUT_S + 60)
-            try:
-                out = json.loads(proc.stdout.strip().splitlines()[-1])
-            except (IndexError, json.JSONDecodeError):
-                out = {"seconds": 0.0, "error": (proc.stderr or proc.stdout)[-2000:]}
-            rows.append({"notebook": str(nb.relative_to(work)), **out})
-            print(f"{'ok    ' if not out['error'] else 'FAILED'} {rows[-1]['notebook']} ({out['seconds']:.0f} s)"
-                  + (f"\n{out['error']}" if out["error"] else ""), flush=True)
+            out = json.loads(proc.stdout.strip().splitlines()[-1])
+        except subprocess.TimeoutExpired:
+            out = {"seconds": NOTEBOOK_TIMEOUT_S + 60.0, "error": "timed out (the kernel did not finish)"}
+        except (IndexError, json.JSONDecodeError):
+            out = {"seconds": 0.0, "error": (proc.stderr or proc.stdout)[-2000:]}
+        row = {"notebook": str(nb.relative_to(work)), **out}
+        print(f"{'ok    ' if not out['error'] else 'FAILED'} {row['notebook']} ({out['seconds']:.0f} s)"
+              + (f"\n{out['error']}" if out["error"] else ""), flush=True)
+        return row
+
+    try:
+        with ThreadPoolExecutor(max_workers=args.jobs) as pool:  # each notebook is its own process
+            rows = list(pool.map(run_one, stage(work)))
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
