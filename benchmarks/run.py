@@ -5,6 +5,8 @@ Rows (benchmarks/README.md says what each one means):
                both driving the same UNet2DModel with the same linear schedule, seed and batch
   train        training steps/s with L_simple and AdamW: our UNet(UNetConfig()) vs a UNet2DModel of ~equal size
   convergence  CPU minutes of training (the ddpm_digits recipe) until >= 90 % of samples are recognised digits
+  ddim         DDIM-50 vs DDPM-1000 on the shipped ddpm_digits model (time ratio and sample quality, same seeds),
+               and course_lib.ddim.ddim_sample vs diffusers' DDIMPipeline on the same UNet2DModel
 
 How to run it and how to read the numbers: benchmarks/README.md.
 """
@@ -35,12 +37,12 @@ from course_lib.unet import UNet, UNetConfig
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 IMAGE_SHAPE = (1, 16, 16)
-BENCHMARKS = ("sampler", "train", "convergence")
+BENCHMARKS = ("sampler", "train", "convergence", "ddim")
 SIZES = {  # full size (a few minutes per benchmark on 2 busy cores) and --quick (a smoke test)
     "full": {"sample_steps": 250, "sample_batch": 32, "repeats": 3, "train_steps": 20, "train_batch": 128,
-             "eval_every": 250, "eval_samples": 128},
+             "eval_every": 250, "eval_samples": 128, "ddim_steps": 50, "ddim_batch": 64},
     "quick": {"sample_steps": 10, "sample_batch": 4, "repeats": 1, "train_steps": 3, "train_batch": 16,
-              "eval_every": 5, "eval_samples": 8},
+              "eval_every": 5, "eval_samples": 8, "ddim_steps": 5, "ddim_batch": 4},
 }
 
 
@@ -205,6 +207,70 @@ def bench_convergence(size: dict, max_minutes: float, target: float = 0.9) -> li
              "reached": reached, "history": history, "eval_minutes": clock["eval_s"] / 60}]
 
 
+# --- 4. DDIM ------------------------------------------------------------------------------------------
+
+def bench_ddim(size: dict) -> list[dict]:
+    """DDIM (eta = 0, "leading" tau) with S steps vs DDPM with all 1000, on the shipped digits model and the same
+    x_T; then our DDIM loop vs DDIMPipeline on one UNet2DModel (both clip x0, as the pipeline does by default)."""
+    from diffusers import DDIMPipeline, DDIMScheduler
+
+    from course_lib.ddim import ddim_sample, ddim_step, ddim_timesteps
+    from course_lib.metrics import sample_report
+
+    S, B, repeats = size["ddim_steps"], size["ddim_batch"], size["repeats"]
+    model, schedule = UNet.from_pretrained("ddpm_digits"), get_schedule("linear", 1000)
+    x_T = torch.randn(B, *IMAGE_SHAPE, generator=torch.Generator().manual_seed(0))
+    runs = {"ddim": lambda: ddim_sample(model, (B, *IMAGE_SHAPE), schedule, ddim_timesteps(1000, S), x_T=x_T,
+                                        progress=False),
+            "ddpm": lambda: ddpm_sample(model, (B, *IMAGE_SHAPE), schedule, x_T=x_T,
+                                        generator=torch.Generator().manual_seed(1), progress=False)}
+    times, samples = interleaved(runs, 1)  # one run each: DDPM-1000 is the slow side by ~1000/S
+    o, d = medians(times["ddim"]), medians(times["ddpm"])
+    quality = {k: sample_report(v.clamp(-1, 1)) for k, v in samples.items()}
+    rows = [{"benchmark": "ddim", "metric": f"s per batch: DDIM-{S} (ours) vs DDPM-1000 (diffusers column)",
+             "setting": f"shipped ddpm_digits, batch {B}, same x_T, eta=0", "ours": o, "diffusers": d,
+             "ratio": {k: o[k] / d[k] for k in o}, "expected_ratio": S / 1000, "raw": times},
+            {"benchmark": "ddim", "metric": f"recognised / Frechet: DDIM-{S} vs DDPM-1000",
+             "setting": f"{B} samples each (Frechet of real vs real on the same sizes: "
+                        f"{quality['ddim']['frechet_real']:.2f})",
+             "ours": f"{quality['ddim']['recognized']:.2f} / {quality['ddim']['frechet']:.2f}",
+             "diffusers": f"{quality['ddpm']['recognized']:.2f} / {quality['ddpm']['frechet']:.2f}", "ratio": None}]
+
+    unet = diffusers_unet().eval()
+    pipe = DDIMPipeline(unet=unet, scheduler=DDIMScheduler(num_train_timesteps=1000, clip_sample=True))
+    pipe.set_progress_bar_config(disable=True)
+
+    def ours() -> Tensor:
+        x0 = ddim_sample(EpsModel(unet), (B, *IMAGE_SHAPE), schedule, ddim_timesteps(1000, S), clip_x0=True,
+                         generator=torch.Generator().manual_seed(0), progress=False)
+        return (x0 / 2 + 0.5).clamp(0, 1)
+
+    def theirs() -> Tensor:
+        return pipe(batch_size=B, generator=torch.Generator().manual_seed(0), num_inference_steps=S, eta=0.0,
+                    output_type="pt").images
+
+    times, out = interleaved({"ours": ours, "diffusers": theirs}, repeats)
+    o, d = medians(times["ours"]), medians(times["diffusers"])
+    diff = (out["ours"] - out["diffusers"]).abs().max().item()
+    # Same algorithm? One step from the same x_T must agree to float rounding. Over S steps an untrained network
+    # amplifies the ~1e-7 difference between diffusers' float32 alpha_bar and our float64 one, so the final
+    # samples can differ visibly; tests/test_ddim.py checks whole runs on a small network.
+    x = torch.randn(B, *IMAGE_SHAPE, generator=torch.Generator().manual_seed(0))
+    t0 = ddim_timesteps(1000, S)
+    with torch.no_grad():
+        eps = unet(x, t0[0]).sample
+        one = ddim_step(eps, x, t0[0], t0[1], schedule, clip_x0=True).x
+        pipe.scheduler.set_timesteps(S)
+        one_ref = pipe.scheduler.step(eps, t0[0], x, eta=0.0).prev_sample
+    step_diff = (one - one_ref).abs().max().item()
+    rows.append({"benchmark": "ddim", "metric": "s per DDIM sampling run (lower is better)",
+                 "setting": f"S={S}, batch {B}, UNet2DModel {num_params(unet):,} params, median of {repeats}; "
+                            f"max abs difference after one step {step_diff:.1e}, after {S} steps {diff:.1e}",
+                 "ours": o, "diffusers": d, "ratio": {k: o[k] / d[k] for k in o}, "agree": step_diff < 1e-5,
+                 "raw": times})
+    return rows
+
+
 # --- report ---------------------------------------------------------------------------------------------
 
 def fmt(value) -> str:
@@ -253,6 +319,8 @@ def main() -> None:
             rows += bench_sampler(size)
         elif name == "train":
             rows += bench_train(size)
+        elif name == "ddim":
+            rows += bench_ddim(size)
         else:
             rows += bench_convergence(size, 0.0 if args.quick else args.max_minutes)
     meta["load_avg_end"] = os.getloadavg()
