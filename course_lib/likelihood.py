@@ -13,7 +13,8 @@ and the bits/dim compare with chapter 1's VAE on the same data.
 
 The model is any ``model(xt, t) -> eps`` (the epsilon-parameterisation, Eq. 11); its Gaussian p_theta has the mean
 of ``samplers.ddpm_step`` (without clipping x0_hat) and a fixed variance sigma_t^2, beta_tilde_t ("fixed_small") or
-beta_t ("fixed_large"), Ho et al. Sec. 3.2, as in their code (the first step of "fixed_large" uses beta_tilde_1).
+beta_t ("fixed_large"), Ho et al. Sec. 3.2, as in their code (the first step of "fixed_large" uses beta_tilde_1),
+or a learned one ("learned_range": the model returns [B, 2C, ...], eps then v; Nichol & Dhariwal 2021, Eq. 15).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from tqdm.auto import tqdm
 from ._checks import check_float
 from .distributions import discretized_gaussian_log_likelihood, normal_kl, sum_except_batch
 from .forward_process import predict_x0_from_eps, q_posterior_mean_variance, q_sample
-from .samplers import Variance
+from .samplers import Variance, learned_log_variance, split_output
 from .schedules import Schedule, extract
 
 Model = Callable[[Tensor, Tensor], Tensor]
@@ -48,11 +49,12 @@ def p_log_variance(schedule: Schedule, variance: Variance = "fixed_small") -> Te
     if variance == "fixed_large":
         first = schedule.posterior_variance[1:2] if schedule.num_timesteps > 1 else schedule.betas[:1]
         return torch.log(torch.cat([first, schedule.betas[1:]]))
-    raise ValueError(f"variance must be 'fixed_small' or 'fixed_large', got {variance!r}.")
+    raise ValueError(f"variance must be 'fixed_small' or 'fixed_large' (a learned variance comes from the model: "
+                     f"samplers.learned_log_variance), got {variance!r}.")
 
 
-def p_mean_variance(eps: Tensor, xt: Tensor, t: Tensor, schedule: Schedule,
-                    variance: Variance = "fixed_small") -> tuple[Tensor, Tensor]:
+def p_mean_variance(eps: Tensor, xt: Tensor, t: Tensor, schedule: Schedule, variance: Variance = "fixed_small",
+                    v: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """Mean and log-variance of p_theta(x_{t-1} | x_t) from the predicted noise.
 
     mu_theta = mu_tilde(x0_hat, x_t) with x0_hat = (x_t - sqrt(1 - ab_t) eps) / sqrt(ab_t), which equals
@@ -60,11 +62,16 @@ def p_mean_variance(eps: Tensor, xt: Tensor, t: Tensor, schedule: Schedule,
 
     Args:
         eps: predicted noise [B, ...]; xt: [B, ...]; t: int64 [B] in 0 ... T-1.
+        v: the model's variance output [B, ...] for "learned_range" (``samplers.learned_log_variance``).
     Returns:
-        mean [B, ...] and log-variance broadcastable to it ([B, 1, ...]).
+        mean [B, ...] and log-variance broadcastable to it ([B, 1, ...], or [B, ...] when learned).
     """
     x0_hat = predict_x0_from_eps(xt, t, eps, schedule)
     mean, _ = q_posterior_mean_variance(x0_hat, xt, t, schedule)
+    if variance == "learned_range":
+        if v is None:
+            raise ValueError("variance='learned_range' needs v, the model's variance output.")
+        return mean, learned_log_variance(v, t, schedule)
     return mean, extract(p_log_variance(schedule, variance), t, xt)
 
 
@@ -77,17 +84,37 @@ def prior_kl(x0: Tensor, schedule: Schedule) -> Tensor:
     return sum_except_batch(normal_kl(mean, logvar.expand_as(x0), torch.zeros_like(x0), torch.zeros_like(x0)))
 
 
+def vlb_terms_from_prediction(x0: Tensor, xt: Tensor, t: Tensor, eps: Tensor, schedule: Schedule, *,
+                              variance: Variance = "fixed_small", v: Tensor | None = None,
+                              num_bins: int = 256) -> Tensor:
+    """The Eq. 5 term at each example's t from a prediction already made, in nats [B]; differentiable.
+
+    Where t = 0: L_0 = -log p_theta(x_0 | x_1), the discretized Gaussian decoder (Eq. 13). Where t >= 1:
+    KL( q(x_{t-1} | x_t, x_0) || p_theta(x_{t-1} | x_t) ) between two Gaussians (Eq. 8). Computed in the inputs'
+    dtype and device (``vlb_term`` evaluates in float64; ``losses.l_hybrid`` trains through this).
+
+    Args:
+        x0: data [B, ...] on the ``num_bins`` levels of ``quantize``; xt: the x_t it was noised to; t: int64 [B].
+        eps: eps_theta(x_t, t) [B, ...]; v: the variance output for "learned_range".
+    """
+    mean, logvar = p_mean_variance(eps, xt, t, schedule, variance, v=v)
+    q_mean, _ = q_posterior_mean_variance(x0, xt, t, schedule)
+    q_logvar = extract(schedule.posterior_log_variance_clipped, t, xt)  # exact for t >= 1; t = 0 is not a KL
+    kl = sum_except_batch(normal_kl(q_mean, q_logvar.expand_as(x0), mean, logvar.expand_as(x0)))
+    decoder_nll = -sum_except_batch(discretized_gaussian_log_likelihood(x0, mean, logvar.expand_as(x0), num_bins))
+    return torch.where(t.to(kl.device) == 0, decoder_nll, kl)
+
+
 def vlb_term(model: Model, x0: Tensor, t: Tensor, schedule: Schedule, *, variance: Variance = "fixed_small",
              noise: Tensor | None = None, generator: torch.Generator | None = None,
              num_bins: int = 256) -> Tensor:
     """One term of Eq. 5 per example, in nats [B], at a single draw x_t ~ q(x_t | x_0).
 
-    Where t = 0: L_0 = -log p_theta(x_0 | x_1), the discretized Gaussian decoder (Eq. 13).
-    Where t >= 1: KL( q(x_{t-1} | x_t, x_0) || p_theta(x_{t-1} | x_t) ) between two Gaussians (Eq. 8).
-    ``prior_kl`` is the remaining term L_T.
+    t = 0: the decoder term L_0; t >= 1: the KL at that step (``vlb_terms_from_prediction``); ``prior_kl`` is
+    the remaining term L_T.
 
     Args:
-        model: ``model(xt, t) -> eps``; called once on the batch.
+        model: ``model(xt, t) -> eps`` ([B, 2C, ...]: eps then v, for "learned_range"); called once on the batch.
         x0: data [B, ...] on the ``num_bins`` levels of ``quantize`` in [-1, 1].
         t: int64 [B], indices in 0 ... T-1 (may differ per example).
         noise: the eps of x_t = sqrt(ab) x0 + sqrt(1 - ab) eps; drawn with ``generator`` if None.
@@ -101,13 +128,9 @@ def vlb_term(model: Model, x0: Tensor, t: Tensor, schedule: Schedule, *, varianc
         noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype)
     x0, t = x0.detach().cpu().double(), t.cpu()
     xt = q_sample(x0, t, schedule, noise=noise.detach().cpu().double())
-    eps = model(xt.to(device=device, dtype=dtype), t.to(device)).detach().cpu().double()
-    mean, logvar = p_mean_variance(eps, xt, t, schedule, variance)
-    q_mean, _ = q_posterior_mean_variance(x0, xt, t, schedule)
-    q_logvar = extract(schedule.posterior_log_variance_clipped, t, xt)  # exact for t >= 1; t = 0 is not a KL
-    kl = sum_except_batch(normal_kl(q_mean, q_logvar.expand_as(x0), mean, logvar.expand_as(x0)))
-    decoder_nll = -sum_except_batch(discretized_gaussian_log_likelihood(x0, mean, logvar.expand_as(x0), num_bins))
-    return torch.where(t == 0, decoder_nll, kl).float()
+    out = model(xt.to(device=device, dtype=dtype), t.to(device)).detach().cpu().double()
+    eps, v = split_output(out, xt, variance)
+    return vlb_terms_from_prediction(x0, xt, t, eps, schedule, variance=variance, v=v, num_bins=num_bins).float()
 
 
 # --- the whole bound: a stratified estimate over t ---------------------------------------------------

@@ -1,12 +1,13 @@
 """Samplers that run the learned reverse process p_theta(x_{t-1} | x_t).
 
-DDPM ancestral sampling: Ho et al. 2020, Algorithm 2. Index convention t = T-1 ... 0 (diffusers'), so the
+DDPM ancestral sampling: Ho et al. 2020, Algorithm 2, with a fixed variance (their Sec. 3.2) or a learned one
+(Nichol & Dhariwal 2021, Eq. 15), on the full schedule or a respaced one. Index convention t = T-1 ... 0 (diffusers'), so the
 last step (t = 0) adds no noise. The model is any callable ``model(xt, t, **model_kwargs) -> eps``.
 """
 
 from __future__ import annotations
 
-from typing import Callable, Iterator, Literal, NamedTuple
+from typing import Callable, Iterator, Literal, NamedTuple, Sequence
 
 import torch
 from torch import Tensor
@@ -14,9 +15,10 @@ from tqdm.auto import tqdm
 
 from ._checks import check_float, check_same_shape
 from .forward_process import predict_x0_from_eps
-from .schedules import Schedule
+from .schedules import Schedule, extract
 
-Variance = Literal["fixed_small", "fixed_large"]
+Variance = Literal["fixed_small", "fixed_large", "learned_range"]
+VARIANCES = ("fixed_small", "fixed_large", "learned_range")
 
 
 class SampleStep(NamedTuple):
@@ -27,9 +29,23 @@ class SampleStep(NamedTuple):
     x0_hat: Tensor
 
 
+def learned_log_variance(v: Tensor, t: Tensor, schedule: Schedule) -> Tensor:
+    """log Sigma_theta = frac log beta_t + (1 - frac) log beta_tilde_t, frac = (v + 1) / 2. Nichol & Dhariwal Eq. 15.
+
+    v is the model's second output [B, ...] (v = -1: beta_tilde, v = 1: beta; Eq. 15's v is frac), as in
+    improved-diffusion and diffusers' ``variance_type="learned_range"``; t: int64 [B]. log beta_tilde_0 = -inf is
+    replaced by log beta_tilde_1 (``posterior_log_variance_clipped``); it only matters for the decoder term.
+    """
+    check_float("v", v)
+    frac = (v + 1) / 2
+    log_beta = extract(torch.log(schedule.betas), t, v)
+    log_beta_tilde = extract(schedule.posterior_log_variance_clipped, t, v)
+    return frac * log_beta + (1 - frac) * log_beta_tilde
+
+
 def ddpm_step(eps: Tensor, xt: Tensor, t: int, schedule: Schedule, *, variance: Variance = "fixed_small",
-              clip_x0: bool = False, noise: Tensor | None = None,
-              generator: torch.Generator | None = None) -> SampleStep:
+              clip_x0: bool = False, noise: Tensor | None = None, generator: torch.Generator | None = None,
+              v: Tensor | None = None) -> SampleStep:
     """One step of Algorithm 2: x_{t-1} = mu_theta(x_t, t) + sigma_t z.
 
     mu_theta is the posterior mean of q(x_{t-1} | x_t, x0_hat) with x0_hat = (x_t - sqrt(1-ab_t) eps)/sqrt(ab_t),
@@ -39,9 +55,11 @@ def ddpm_step(eps: Tensor, xt: Tensor, t: int, schedule: Schedule, *, variance: 
         eps: the model's noise prediction [B, ...].
         xt: the current sample [B, ...].
         t: the integer index being denoised, 0 ... T-1.
-        variance: sigma_t^2 = beta_tilde_t ("fixed_small") or beta_t ("fixed_large"); Ho et al. Sec. 3.2.
+        variance: sigma_t^2 = beta_tilde_t ("fixed_small") or beta_t ("fixed_large"), Ho et al. Sec. 3.2; or
+            "learned_range": Sigma_theta from the model's ``v`` (``learned_log_variance``, Nichol & Dhariwal).
         clip_x0: clamp x0_hat to [-1, 1] before forming the mean (diffusers' ``clip_sample``).
         noise: z [B, ...]; drawn from N(0, I) with ``generator`` if None. Unused at t = 0.
+        v: the model's variance output [B, ...], required with "learned_range".
     Returns:
         SampleStep(t, x_{t-1}, x0_hat).
     """
@@ -50,8 +68,11 @@ def ddpm_step(eps: Tensor, xt: Tensor, t: int, schedule: Schedule, *, variance: 
     T = schedule.num_timesteps
     if not 0 <= int(t) < T:
         raise ValueError(f"t must be an integer index in 0 ... {T - 1}, got {t}.")
-    if variance not in ("fixed_small", "fixed_large"):
-        raise ValueError(f"variance must be 'fixed_small' or 'fixed_large', got {variance!r}.")
+    if variance not in VARIANCES:
+        raise ValueError(f"variance must be one of {VARIANCES}, got {variance!r}.")
+    if (variance == "learned_range") != (v is not None):
+        raise ValueError("pass v (the model's variance output) exactly when variance='learned_range'; "
+                         f"got variance={variance!r} and v {'given' if v is not None else 'missing'}.")
     t = int(t)
     tt = torch.full((xt.shape[0],), t, dtype=torch.long)
     x0_hat = predict_x0_from_eps(xt, tt, eps, schedule)
@@ -61,17 +82,22 @@ def ddpm_step(eps: Tensor, xt: Tensor, t: int, schedule: Schedule, *, variance: 
     mean = c1 * x0_hat + c2 * xt  # Eq. 7
     if t == 0:  # line 3: z = 0 on the last step
         return SampleStep(t, mean, x0_hat)
-    var = (schedule.posterior_variance if variance == "fixed_small" else schedule.betas)[t].item()
     if noise is None:
         noise = torch.randn(xt.shape, generator=generator, dtype=xt.dtype).to(xt.device)
     check_same_shape("noise", noise, "xt", xt)
-    return SampleStep(t, mean + var**0.5 * noise, x0_hat)
+    if variance == "learned_range":
+        check_same_shape("v", v, "xt", xt)
+        std = torch.exp(0.5 * learned_log_variance(v, tt.to(v.device), schedule))
+    else:
+        std = (schedule.posterior_variance if variance == "fixed_small" else schedule.betas)[t].item() ** 0.5
+    return SampleStep(t, mean + std * noise, x0_hat)
 
 
 def ddpm_sample_loop(model: Callable[..., Tensor], shape: tuple[int, ...], schedule: Schedule, *,
                      generator: torch.Generator | None = None, device: torch.device | str = "cpu",
                      x_T: Tensor | None = None, variance: Variance = "fixed_small", clip_x0: bool = False,
-                     progress: bool = True, **model_kwargs) -> Iterator[SampleStep]:
+                     model_timesteps: Sequence[int] | None = None, progress: bool = True,
+                     **model_kwargs) -> Iterator[SampleStep]:
     """Algorithm 2, yielding every step so callers can plot the trajectory.
 
     Args:
@@ -79,6 +105,9 @@ def ddpm_sample_loop(model: Callable[..., Tensor], shape: tuple[int, ...], sched
         shape: [B, ...] of the samples.
         generator: a CPU ``torch.Generator`` for x_T and every z, so a seed fixes the whole trajectory.
         x_T: start from this noise instead of drawing it (line 1).
+        variance: see ``ddpm_step``; with "learned_range" the model returns [B, 2C, ...]: eps, then v.
+        model_timesteps: for a respaced schedule (``schedules.respace``), the original index of each of its
+            steps: the model is called with ``model_timesteps[t]``, the step uses the respaced constants at t.
     Yields:
         SampleStep(t, x_{t-1}, x0_hat) for t = T-1 ... 0; the last ``x`` is the sample.
     """
@@ -86,22 +115,37 @@ def ddpm_sample_loop(model: Callable[..., Tensor], shape: tuple[int, ...], sched
     x = torch.randn(shape, generator=generator).to(device) if x_T is None else x_T.to(device)
     if tuple(x.shape) != tuple(shape):
         raise ValueError(f"x_T has shape {tuple(x.shape)}, expected {tuple(shape)}.")
-    for t in tqdm(range(schedule.num_timesteps - 1, -1, -1), desc="DDPM sampling", disable=not progress,
-                  leave=False):
-        tt = torch.full((shape[0],), t, dtype=torch.long, device=device)
+    T = schedule.num_timesteps
+    if model_timesteps is not None and len(model_timesteps) != T:
+        raise ValueError(f"model_timesteps must give one original index per step of the schedule ({T}), "
+                         f"got {len(model_timesteps)}; pass the timesteps you gave schedules.respace.")
+    for t in tqdm(range(T - 1, -1, -1), desc="DDPM sampling", disable=not progress, leave=False):
+        t_model = t if model_timesteps is None else int(model_timesteps[t])
+        tt = torch.full((shape[0],), t_model, dtype=torch.long, device=device)
         with torch.no_grad():
-            eps = model(x, tt, **model_kwargs).float()
+            out = model(x, tt, **model_kwargs).float()
+        eps, v = split_output(out, x, variance)
         noise = torch.randn(shape, generator=generator).to(device) if t > 0 else None
-        step = ddpm_step(eps, x, t, schedule, variance=variance, clip_x0=clip_x0, noise=noise)
+        step = ddpm_step(eps, x, t, schedule, variance=variance, clip_x0=clip_x0, noise=noise, v=v)
         x = step.x
         yield step
+
+
+def split_output(out: Tensor, x: Tensor, variance: Variance) -> tuple[Tensor, Tensor | None]:
+    """(eps, v) from a model's output: [B, 2C, ...] -> two [B, C, ...] halves for "learned_range", else (out, None)."""
+    if variance == "learned_range":
+        if out.ndim < 2 or out.shape[1] != 2 * x.shape[1]:
+            raise ValueError(f"variance='learned_range' needs a model with 2C = {2 * x.shape[1]} output channels "
+                             f"(eps, then v), got shape {tuple(out.shape)}; e.g. UNetConfig(out_channels=2 * C).")
+        return out[:, :x.shape[1]], out[:, x.shape[1]:]
+    return out, None
 
 
 def ddpm_sample(model: Callable[..., Tensor], shape: tuple[int, ...], schedule: Schedule, *,
                 generator: torch.Generator | None = None, device: torch.device | str = "cpu",
                 x_T: Tensor | None = None, variance: Variance = "fixed_small", clip_x0: bool = False,
                 callback: Callable[[SampleStep], None] | None = None, progress: bool = True,
-                **model_kwargs) -> Tensor:
+                model_timesteps: Sequence[int] | None = None, **model_kwargs) -> Tensor:
     """Algorithm 2 of Ho et al.: start from x_T ~ N(0, I) and apply ``ddpm_step`` for t = T-1 ... 0.
 
     ``callback(step)`` is called after every step (e.g. to keep a few frames for a trajectory strip).
@@ -109,7 +153,8 @@ def ddpm_sample(model: Callable[..., Tensor], shape: tuple[int, ...], schedule: 
     """
     x = None
     for step in ddpm_sample_loop(model, shape, schedule, generator=generator, device=device, x_T=x_T,
-                                 variance=variance, clip_x0=clip_x0, progress=progress, **model_kwargs):
+                                 variance=variance, clip_x0=clip_x0, model_timesteps=model_timesteps,
+                                 progress=progress, **model_kwargs):
         if callback is not None:
             callback(step)
         x = step.x

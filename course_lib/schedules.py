@@ -147,3 +147,24 @@ def extract(values: Tensor, t: Tensor, like: Tensor) -> Tensor:
     The result has ``like``'s dtype and device; ``values`` stays float64 on the CPU until indexed.
     """
     return values[t.cpu()].to(device=like.device, dtype=like.dtype).reshape(-1, *([1] * (like.ndim - 1)))
+
+
+# --- respacing (Nichol & Dhariwal 2021, Sec. 4; DDIM's tau) ---
+
+def respace(schedule: Schedule, timesteps: "list[int] | tuple[int, ...] | Tensor") -> Schedule:
+    """The schedule of the sub-process that visits only ``timesteps`` (increasing indices of ``schedule``).
+
+    A schedule is its alpha_bar: the new one keeps alpha_bar at the kept steps, alpha_bar'_i = alpha_bar[tau_i],
+    and derives its betas from it, beta'_i = 1 - alpha_bar'_i / alpha_bar'_{i-1} (alpha_bar'_{-1} = 1). Index i of
+    the result stands for index tau_i of the original, so a model trained on ``schedule`` must be called with
+    tau_i, not i (``samplers.ddpm_sample(..., model_timesteps=timesteps)`` does that). All T steps: the identity.
+    """
+    taus = [int(t) for t in (timesteps.tolist() if isinstance(timesteps, Tensor) else timesteps)]
+    T = schedule.num_timesteps
+    if not taus or any(a >= b for a, b in zip(taus, taus[1:])) or taus[0] < 0 or taus[-1] >= T:
+        raise ValueError(f"timesteps must be a non-empty, strictly increasing list of indices in 0 ... {T - 1}, "
+                         f"got {taus[:5]}{'...' if len(taus) > 5 else ''} ({len(taus)} values); e.g. "
+                         "ddim.ddim_timesteps(T, K)[::-1] or list(range(0, T, T // K)).")
+    alpha_bar = schedule.alpha_bar[taus]
+    prev = torch.cat([alpha_bar.new_ones(1), alpha_bar[:-1]])
+    return Schedule.from_betas(f"{schedule.name}[{len(taus)} of {T}]", 1.0 - alpha_bar / prev)
