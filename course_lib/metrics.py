@@ -9,6 +9,11 @@ Reported for a batch of samples (images [N, 1, 16, 16] in [-1, 1]):
 - ``frechet``: the Fréchet distance between Gaussians fitted to classifier features of the samples and of
   held-out real digits (Heusel et al. 2017's FID recipe, in this classifier's feature space instead of
   Inception's), with ``frechet_real`` = the same distance for real training digits, the floor for scale.
+
+Memorisation (``near_copy_mask``): a sample is a near-copy of the training set when its nearest training digit
+(Euclidean distance over pixels) is closer than ``NEAR_COPY_FACTOR`` times the median distance from a held-out
+digit to its nearest training digit. For the 16x16 digits that median is 2.9; no held-out digit and 0.4 % of
+the training digits (leave-one-out) fall below half of it, while a copied digit sits at distance 0.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from scipy import linalg
 from torch import Tensor, nn
 
 NOT_A_DIGIT = 10
+NEAR_COPY_FACTOR = 0.5  # near-copy: closer to a training digit than half the typical held-out-to-train distance
 
 
 @dataclass(frozen=True)
@@ -172,3 +178,37 @@ def sample_report(images: Tensor, classifier: nn.Module | None = None, *, refere
         "frechet": frechet_distance(feats, ref_feats),
         "frechet_real": frechet_distance(real_feats, ref_feats),
     }
+
+
+def nearest_neighbour_distance(x: Tensor, bank: Tensor) -> Tensor:
+    """Euclidean distance from each image of ``x`` [N, ...] to its nearest image in ``bank`` [M, ...]: float64 [N]."""
+    if x.ndim < 2 or bank.ndim != x.ndim or x.shape[1:] != bank.shape[1:]:
+        raise ValueError(f"need two image batches [N, ...] of the same image shape, got {tuple(x.shape)} and "
+                         f"{tuple(bank.shape)}.")
+    a, b = x.detach().flatten(1).double().cpu(), bank.detach().flatten(1).double().cpu()
+    return torch.cat([torch.cdist(chunk, b).min(1).values for chunk in a.split(512)])
+
+
+def near_copy_mask(samples: Tensor, train: Tensor | None = None, reference: Tensor | None = None, *,
+                   factor: float = NEAR_COPY_FACTOR) -> Tensor:
+    """Which samples are near-copies of training images (memorisation), as a bool tensor [N].
+
+    A sample counts as a near-copy when its nearest-neighbour distance to ``train`` is below ``factor`` times
+    the median nearest-neighbour distance from ``reference`` (held-out real images) to ``train``: closer to a
+    training image than held-out data of the same distribution ever are.
+
+    Args:
+        samples: images [N, 1, 16, 16] in [-1, 1] (clamped to that range before measuring).
+        train: the training images (default: the 16x16 training digits).
+        reference: held-out real images that set the scale (default: the 16x16 test digits).
+        factor: the fraction of the typical held-out distance below which a sample is a copy, in (0, 1].
+    """
+    from .data import digits
+
+    if not 0 < factor <= 1:
+        raise ValueError(f"factor must lie in (0, 1], got {factor!r}.")
+    size = samples.shape[-1]
+    train = digits("train", image_size=size)[0] if train is None else train
+    reference = digits("test", image_size=size)[0] if reference is None else reference
+    scale = nearest_neighbour_distance(reference, train).median()
+    return nearest_neighbour_distance(samples.clamp(-1, 1), train) < factor * scale

@@ -189,3 +189,55 @@ class UNet(nn.Module):
         model = cls(UNetConfig.from_dict(entry["config"]))
         model.load_state_dict(state)
         return model.eval()
+
+
+# --- inspection -----------------------------------------------------------------------------------------
+
+@torch.no_grad()
+def stage_shapes(model: UNet, x: Tensor, t: Tensor, y: Tensor | None = None) -> list[dict]:
+    """Run ``model(x, t, y)`` once and record every stage's output shape and parameter count, in execution order.
+
+    The stages: ``conv_in``; per encoder level i (0 = full resolution) its ResBlocks, attention layers and
+    downsampling; the middle (``mid1``, ``mid_attn``, ``mid2``); per decoder level, from the lowest resolution
+    up, its ResBlocks (the first takes in the skip connection, hence its extra input channels), attention
+    layers and upsampling; ``conv_out``. The time MLP, the class embedding and the last GroupNorm are not
+    stages: their parameters are the rest of the model's.
+
+    Args:
+        model: a ``UNet``.
+        x: images [B, C, H, W] the model accepts, on its device.
+        t: int64 [B] code indices in 0 ... T-1; y: optional labels, as for ``UNet.forward``.
+    Returns:
+        One dict per stage, {"stage": "down 1: ResBlock 0", "output shape": (B, C, H, W), "parameters": int};
+        the model is left without hooks, also when the forward pass raises.
+    """
+    if not isinstance(model, UNet):
+        raise ValueError(f"model must be a course_lib UNet, got {type(model).__name__}.")
+    modules = [("conv_in", model.conv_in)]
+    for i, level in enumerate(model.down):
+        for j, (res, attn) in enumerate(zip(level["res"], level["attn"])):
+            modules += [(f"down {i}: ResBlock {j}", res), (f"down {i}: attention {j}", attn)]
+        modules.append((f"down {i}: downsample", level["down"]))
+    modules += [(f"middle: {name}", getattr(model, name)) for name in ("mid1", "mid_attn", "mid2")]
+    for i, level in zip(reversed(range(len(model.up))), model.up):  # the decoder runs from the lowest level up
+        for j, (res, attn) in enumerate(zip(level["res"], level["attn"])):
+            modules += [(f"up {i}: ResBlock {j}", res), (f"up {i}: attention {j}", attn)]
+        modules.append((f"up {i}: upsample", level["up"]))
+    modules.append(("conv_out", model.conv_out))
+
+    stages: list[dict] = []
+
+    def record(name: str):
+        def hook(module, inputs, output):
+            stages.append({"stage": name, "output shape": tuple(output.shape),
+                           "parameters": sum(p.numel() for p in module.parameters())})
+        return hook
+
+    handles = [module.register_forward_hook(record(name)) for name, module in modules
+               if not isinstance(module, nn.Identity)]  # absent attention / resampling
+    try:
+        model(x, t, y)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return stages

@@ -145,7 +145,7 @@ def question_points(name: str) -> dict[str, float]:
         for member in zf.namelist():
             if member.startswith("tests/") and member.endswith(".py"):
                 test = ExceptionTestFile.from_file(zf.extract(member, tmp))
-                points[test.name] = test.possible
+                points[test.name] = round(test.possible, 6)  # otter sums float shares: 6 x 1/3 = 1.9999999999999998
     return dict(sorted(points.items(), key=lambda kv: _natural(kv[0])))
 
 
@@ -235,7 +235,7 @@ def grade(notebook: str | Path, name: str | None = None, timeout: float = GRADE_
     scores, reasons = dict(zeros), {}
     for test in data.get("tests", []):
         if test.get("name") in possible and "score" in test:
-            scores[test["name"]] = float(test["score"])
+            scores[test["name"]] = round(float(test["score"]), 6)  # the same rounding as question_points
             reasons[test["name"]] = _reason(test.get("output", ""))
     error = "" if any(t.get("name") in possible for t in data.get("tests", [])) else \
         "otter produced no per-question results: " + " ".join(t.get("output", "")[:300] for t in data["tests"])

@@ -1,6 +1,8 @@
 """The graded exercises: committed student notebooks match their masters, nothing secret leaks to students
-or the website, and the autograder gives full marks to the solutions, zero to the blank notebook, partial
-marks to partial answers, and survives bad code (exceptions, wrong shapes, loops, printing, exit calls).
+or the website (solutions, hidden tests, the written questions' rubrics), and the autograder gives full marks to
+the solutions, zero to the blank notebook, partial marks to partial answers, zero to plausible wrong answers
+(each caught by a public test of its question, so a student is told before handing in), and survives bad code
+(exceptions, wrong shapes, loops, printing, exit calls).
 
 Grading runs are real ``otter run`` calls (about 0.5-3 minutes each on 2 CPU cores); see exercises/README.md.
 A notebook that modifies the grader (monkeypatching the checks, torch, otter's runner, the quick-mode flag or the
@@ -100,6 +102,8 @@ def _secret_lines(nb) -> set[str]:
         if block == "TESTS" and (head.startswith("# HIDDEN") or re.search(r"^hidden:\s*true", cell.source, re.M)):
             secret.update(lines)  # as written, and as otter writes test files (ast.unparse normalises quotes)
             secret.update(line.strip() for line in ast.unparse(ast.parse(cell.source).body[-1]).splitlines())
+        elif block == "SOLUTION" and cell.cell_type == "markdown":  # a written answer's model answer and rubric
+            secret.update(line.lstrip("- ").strip() for line in lines)
         elif block == "SOLUTION" and cell.cell_type == "code":
             inside = False
             for line in lines:
@@ -174,12 +178,23 @@ def test_master_follows_the_conventions(name):
     for q in questions:
         assert q.get("points"), f"{q['name']} needs points"
         assert "<summary>Hint</summary>" in q["prompt"], f"{q['name']} needs a hint"
-        assert q["public"] and q["hidden"], f"{q['name']} needs public and hidden tests"
+        if q.get("manual"):
+            assert not q["public"] and not q["hidden"], f"{q['name']} is graded by hand: no tests"
+        else:
+            assert q["public"] and q["hidden"], f"{q['name']} needs public and hidden tests"
+    written = [q for q in questions if q.get("manual")]
+    assert written, "each set has a written answer graded by hand (otter's manual: true)"
+    solution = json.dumps(nbformat.read(tools.DIST / name / f"{name}-solution.ipynb", as_version=4)) \
+        if (tools.DIST / name / f"{name}-solution.ipynb").exists() else None
+    for q in written:  # the rubric is kept with the solution (instructor material), never in the prompt
+        assert "Rubric" not in q["prompt"]
+    assert solution is None or solution.count("**Rubric") >= len(written), "a rubric per written question"
 
 
 def test_ddpm_covers_the_syllabus():
     questions = {q["name"]: q for q in _questions(_master("ddpm"))}
-    for topic in ("cosine", "q_sample", "embedding", "posterior", "reverse_step", "l_simple", "train"):
+    for topic in ("cosine", "q_sample", "embedding", "posterior", "reverse_step", "l_simple", "x0_and_score",
+                  "loss_weight", "zero_snr", "written", "train"):
         assert any(topic in name for name in questions), f"no question about {topic}"
     measured = [q for q in questions.values() if any("ddpm_digits_quality" in t for t in q["hidden"])]
     assert measured, "at least one open-ended question graded by a measured result"
@@ -187,7 +202,7 @@ def test_ddpm_covers_the_syllabus():
 
 def test_vae_covers_the_syllabus():
     questions = {q["name"]: q for q in _questions(_master("vae"))}
-    for topic in ("reparameterize", "kl", "elbo", "train"):
+    for topic in ("reparameterize", "kl", "elbo", "elbo_gap", "written", "train"):
         assert any(topic in name for name in questions), f"no question about {topic}"
     measured = [q for q in questions.values() if any("vae_digits_elbo" in t for t in q["hidden"])]
     assert measured, "at least one open-ended question graded by a measured result"
@@ -249,7 +264,7 @@ def test_master_solutions_score_full_marks(fresh, name):
 
 
 PARTIAL = {
-    # variance = beta_t (the "fixed_large" choice): the mean and the public tests pass, the variance tests fail
+    # variance = beta_t (the "fixed_large" choice): the mean tests pass, the by-hand variance and hidden tests fail
     "q_posterior_mean_variance": """
 def q_posterior_mean_variance(x0, xt, t, betas):
     betas = betas.double()
@@ -273,18 +288,19 @@ def test_partial_solution_scores_partially(fresh, tmp_path):
     table = tools.format_table(result)
     print(f"\npartial graded in {result.seconds:.0f} s\n" + table)
     assert not result.error, table
-    for q in ("q1_cosine", "q2_q_sample", "q3_embedding"):
+    for q in ("q1_cosine", "q2_q_sample", "q3_embedding", "q7_x0_and_score", "q8_loss_weight", "q9_zero_snr"):
         assert result.scores[q] == result.possible[q], table
     assert 0 < result.scores["q4_posterior"] < result.possible["q4_posterior"], table
-    for q in ("q5_reverse_step", "q6_l_simple", "q7_train"):
+    for q in ("q5_reverse_step", "q6_l_simple", "q11_train"):
         assert result.scores[q] == 0, table
-    assert "steps must be an int" in result.reasons["q7_train"], table
+    assert "steps must be an int" in result.reasons["q11_train"], table
     assert 0 < result.total < sum(result.possible.values())
 
 
 VAE_PARTIAL = {
     # forgets to divide the squared mean difference by sigma_2^2: right whenever the second Gaussian is N(0, 1)
-    # (both public tests, and question 3, which only needs the KL to the prior), wrong otherwise
+    # (the first by-hand test, and question 3, which only needs the KL to the prior), wrong otherwise: the public
+    # test against N(0, 4) says so
     "gaussian_kl": "def gaussian_kl(mean1, logvar1, mean2, logvar2):\n"
                    "    return 0.5 * (logvar2 - logvar1 + torch.exp(logvar1 - logvar2) + (mean1 - mean2) ** 2 - 1)",
     "make_model": lambda source: source.replace("def make_model():", "def make_model():\n"
@@ -302,14 +318,171 @@ def test_vae_partial_solution_scores_partially(fresh, tmp_path):
     for q in ("q1_reparameterize", "q3_negative_elbo"):
         assert result.scores[q] == result.possible[q], table
     assert 0 < result.scores["q2_gaussian_kl"] < result.possible["q2_gaussian_kl"], table
-    assert result.scores["q4_train"] == 0 and "course_lib.vae.VAE" in result.reasons["q4_train"], table
+    assert "KL(N(1, 1) || N(0, 4))" in result.reasons["q2_gaussian_kl"], table
+    assert result.scores["q6_train"] == 0 and "course_lib.vae.VAE" in result.reasons["q6_train"], table
 
 
 def test_untouched_vae_notebook_scores_zero(fresh, tmp_path):
     result = tools.grade(tools.ROOT / "vae" / "vae.ipynb", "vae")
     table = tools.format_table(result)
     print(f"\nuntouched vae graded in {result.seconds:.0f} s\n" + table)
-    assert not result.error and result.total == 0 and sum(result.possible.values()) == 14, table
+    assert not result.error and result.total == 0 and sum(result.possible.values()) == 13, table
+
+
+# Plausible wrong answers, one per question, each caught by a PUBLIC test of its question (the message quoted)
+# and worth 0 points: a student who checks before handing in is told. One notebook per set holds them all.
+DDPM_WRONG = {
+    # Q1: DDPM's linear betas instead of the cosine schedule (float64, right shape, valid, increasing)
+    "cosine_betas": "def cosine_betas(T, s=0.008):\n    return torch.linspace(1e-4, 0.02, T, dtype=torch.float64)",
+    # Q2: alpha_bar where its square roots belong
+    "q_sample": "def q_sample(x0, t, alpha_bar, noise):\n"
+                "    ab = alpha_bar[t].to(x0.dtype).view(-1, *[1] * (x0.ndim - 1))\n"
+                "    return ab * x0 + (1 - ab) * noise",
+    # Q3: sines first (diffusers' default order, flip_sin_to_cos=False)
+    "timestep_embedding": "def timestep_embedding(t, dim, max_period=10000):\n"
+                          "    n = dim // 2\n"
+                          "    freqs = torch.exp(-math.log(max_period) * torch.arange(n) / n)\n"
+                          "    args = t.float()[:, None] * freqs[None, :]\n"
+                          "    return torch.cat([torch.sin(args), torch.cos(args)], dim=1)",
+    # Q4: alpha_bar_t where alpha_bar_(t-1) belongs (the index shift forgotten)
+    "q_posterior_mean_variance": "def q_posterior_mean_variance(x0, xt, t, betas):\n"
+                                 "    betas = betas.double()\n"
+                                 "    alpha_bar = torch.cumprod(1 - betas, dim=0)\n"
+                                 "    pick = lambda v: v[t].to(x0.dtype).view(-1, *[1] * (x0.ndim - 1))\n"
+                                 "    mean = (pick(betas * alpha_bar.sqrt() / (1 - alpha_bar)) * x0\n"
+                                 "            + pick((1 - alpha_bar) * (1 - betas).sqrt() / (1 - alpha_bar)) * xt)\n"
+                                 "    return mean, pick(betas)",
+    # Q5: the variance beta_tilde multiplies z instead of its square root
+    "p_sample_step": "def p_sample_step(eps, xt, t, betas, noise):\n"
+                     "    betas = betas.double()\n"
+                     "    alpha_bar = torch.cumprod(1 - betas, dim=0)\n"
+                     "    beta, ab = betas[t].item(), alpha_bar[t].item()\n"
+                     "    ab_prev = alpha_bar[t - 1].item() if t > 0 else 1.0\n"
+                     "    mean = (xt - beta / math.sqrt(1 - ab) * eps) / math.sqrt(1 - beta)\n"
+                     "    return mean if t == 0 else mean + (1 - ab_prev) / (1 - ab) * beta * noise",
+    # Q6: the model is shown the clean image instead of x_t
+    "l_simple": "def l_simple(model, x0, t, noise, alpha_bar):\n"
+                "    return F.mse_loss(model(x0, t), noise)",
+    # Q7: the scale factors dropped: x0_hat = x_t - sqrt(1 - alpha_bar) eps and score = -eps
+    "predict_x0": "def predict_x0(xt, t, eps, alpha_bar):\n"
+                  "    ab = alpha_bar[t].to(xt.dtype).view(-1, *[1] * (xt.ndim - 1))\n"
+                  "    return xt - (1 - ab).sqrt() * eps\n\n\n"
+                  "def score_from_eps(eps, t, alpha_bar):\n    return -eps",
+    # Q8: sigma_t^2 = beta_t (the other choice of Ho et al. Sec. 3.2, not the prompt's), read as "large t"
+    "vlb_weight": "def vlb_weight(betas):\n"
+                  "    betas = betas.double()\n"
+                  "    alpha_bar = torch.cumprod(1 - betas, dim=0)\n"
+                  "    return betas ** 2 / (2 * betas * (1 - betas) * (1 - alpha_bar))\n\n\n"
+                  'DOWNWEIGHTED = "large t"\n'
+                  'FACTOR = float(vlb_weight(get_schedule("linear", 1000).betas)[1] / vlb_weight(get_schedule("linear", 1000).betas)[-1])',
+    # Q9: alpha_bar shifted and scaled instead of sqrt(alpha_bar)
+    "rescale_zero_terminal_snr": "def rescale_zero_terminal_snr(betas):\n"
+                                 "    ab = torch.cumprod(1 - betas.double(), dim=0)\n"
+                                 "    ab = (ab - ab[-1]) * ab[0] / (ab[0] - ab[-1])\n"
+                                 "    return 1 - torch.cat([ab[:1], ab[1:] / ab[:-1]])\n\n\n"
+                                 "def snr(betas):\n"
+                                 "    alpha_bar = torch.cumprod(1 - betas.double(), dim=0)\n"
+                                 "    return alpha_bar / (1 - alpha_bar)\n\n\n"
+                                 'before, after = snr(get_schedule("scaled_linear").betas), '
+                                 'snr(rescale_zero_terminal_snr(get_schedule("scaled_linear").betas))\n'
+                                 "SNR_TABLE = {t: (before[t].item(), after[t].item()) for t in (0, 250, 500, 750, 999)}",
+    # Q11: the MLP's output left flat, [B, 256] instead of [B, 1, 16, 16]
+    "make_model": lambda source: source.replace("return self.out(F.silu(h)).view_as(xt)", "return self.out(F.silu(h))"),
+}
+DDPM_CAUGHT = {  # question: text of the public test's failure message
+    "q1_cosine": "cosine_betas(3, s=0)", "q2_q_sample": "alpha_bar = [1, 0.25, 0]",
+    "q3_embedding": "the embedding of t = 0 (cosine half first)", "q4_posterior": "the posterior mean at t = 0",
+    "q5_reverse_step": "with betas (0.5, 0.5)", "q6_l_simple": "the loss of model(x_t, t) = x_t",
+    "q7_x0_and_score": "x0_hat for alpha_bar = 0.25", "q8_loss_weight": "lambda_1 and lambda_2 for betas",
+    "q9_zero_snr": "the rescaled betas for alpha_bar = (0.81, 0.49, 0.25)",
+    "q11_train": "the predicted noise, has shape (2, 256)",
+}
+VAE_WRONG = {
+    # Q1: exp(logvar) (the variance) used as sigma
+    "reparameterize": "def reparameterize(mean, logvar, noise):\n    return mean + torch.exp(logvar) * noise",
+    # Q2: the two Gaussians swapped: KL(N2 || N1)
+    "gaussian_kl": "def gaussian_kl(mean1, logvar1, mean2, logvar2):\n"
+                   "    return 0.5 * (logvar1 - logvar2 + torch.exp(logvar2 - logvar1)"
+                   " + (mean1 - mean2) ** 2 * torch.exp(-logvar1) - 1)",
+    # Q3: averages over the dimensions (the F.mse_loss habit) instead of summing them
+    "negative_elbo": "def negative_elbo(x, mean, logvar, decode, noise):\n"
+                     "    z = reparameterize(mean, logvar, noise)\n"
+                     "    m, v = decode(z)\n"
+                     "    recon = 0.5 * (math.log(2 * math.pi) + v + (x - m) ** 2 * torch.exp(-v))\n"
+                     "    kl = gaussian_kl(mean, logvar, torch.zeros(()), torch.zeros(()))\n"
+                     "    return recon.flatten(1).mean(1), kl.flatten(1).mean(1)",
+    # Q4: the prior forgotten: the posterior of z from x = w z + noise alone, and p(x) = N(0, s2)
+    "exact_posterior": "def exact_posterior(x, w, s2):\n"
+                       "    return x / w, torch.full_like(x, math.log(s2 / w ** 2))\n\n\n"
+                       "def log_evidence(x, w, s2):\n"
+                       "    return -0.5 * (math.log(2 * math.pi * s2) + x ** 2 / s2)\n\n\n"
+                       "_post_mean, _post_logvar = exact_posterior(torch.tensor([1.0]), 2.0, 1.0)\n"
+                       "GAP_AT_PRIOR = gaussian_kl(torch.zeros(1), torch.zeros(1), _post_mean, _post_logvar).item()",
+    # Q6: the Gaussian decoder of question 3 instead of the discretized one
+    "make_model": lambda source: source.replace("latent_channels=4)", 'latent_channels=4, likelihood="gaussian")'),
+}
+VAE_CAUGHT = {
+    "q1_reparameterize": "z for mean 1, variance 4", "q2_gaussian_kl": "KL(N(0, e^2) || N(0, 1))",
+    "q3_negative_elbo": "recon for a perfect mean and unit variance", "q4_elbo_gap": "the posterior mean for w = 1",
+    "q6_train": "likelihood='discretized_gaussian'",
+}
+PLAUSIBLE_WRONG = {"ddpm": (DDPM_WRONG, DDPM_CAUGHT), "vae": (VAE_WRONG, VAE_CAUGHT)}
+
+
+@pytest.mark.parametrize("name", sorted(PLAUSIBLE_WRONG))
+def test_plausible_wrong_answers_fail_a_public_test_and_score_zero(fresh, tmp_path, name):
+    answers, caught = PLAUSIBLE_WRONG[name]
+    path = tmp_path / f"{name}.ipynb"
+    nbformat.write(_with_answers(_solution(name), answers), path)
+    result = tools.grade(path, name)
+    table = tools.format_table(result)
+    print(f"\n{name} plausible-wrong graded in {result.seconds:.0f} s\n" + table)
+    assert not result.error, table
+    assert set(caught) == set(result.possible), "one plausible wrong answer for every autograded question"
+    public = {q["name"]: "\n".join(q["public"]) for q in _questions(_master(name))}
+    for q, message in caught.items():
+        assert result.scores[q] == 0 and message in result.reasons[q], (q, table)
+        # the first failing test is the one reported: a public one (written first), either by its own text or, for
+        # the design questions, the budget check it calls
+        assert message in public[q] or "check_" in public[q], f"{q}: {message!r} is not a public test's message"
+
+
+# Correct formulas computed in float32: the public tests fail them and say that precision is the cause.
+FLOAT32 = {
+    "cosine_betas": "def cosine_betas(T, s=0.008):\n"
+                    "    u = torch.arange(T + 1) / T\n"
+                    "    f = torch.cos((u + s) / (1 + s) * math.pi / 2) ** 2\n"
+                    "    return torch.clamp(1 - f[1:] / f[:-1], max=0.999).double()",
+    "q_posterior_mean_variance": "def q_posterior_mean_variance(x0, xt, t, betas):\n"
+                                 "    betas = betas.float()\n"
+                                 "    alphas = 1 - betas\n"
+                                 "    alpha_bar = torch.cumprod(alphas, dim=0)\n"
+                                 "    alpha_bar_prev = torch.cat([torch.ones(1), alpha_bar[:-1]])\n"
+                                 "    pick = lambda v: v[t].view(-1, *[1] * (x0.ndim - 1))\n"
+                                 "    mean = (pick(betas * alpha_bar_prev.sqrt() / (1 - alpha_bar)) * x0\n"
+                                 "            + pick((1 - alpha_bar_prev) * alphas.sqrt() / (1 - alpha_bar)) * xt)\n"
+                                 "    return mean, pick((1 - alpha_bar_prev) / (1 - alpha_bar) * betas)",
+}
+
+
+@pytest.mark.parametrize("function, question", [("cosine_betas", "q1_cosine"),
+                                                ("q_posterior_mean_variance", "q4_posterior")])
+def test_float32_answers_are_told_about_precision(function, question):
+    import math
+
+    from otter.test_files import ExceptionTestFile
+
+    from course_lib.grading.checks import PRECISION_HINT
+
+    env = {"torch": torch, "math": math}
+    exec(FLOAT32[function], env)
+    test = ExceptionTestFile.from_file(str(tools.ROOT / "ddpm" / "tests" / f"{question}.py"))
+    test.run(env)
+    failed = [r for r in test.test_case_results if not r.passed]
+    assert failed, f"a float32 {function} should fail a public test of {question}"
+    assert all("float64" in r.message for r in failed), [r.message for r in failed]
+    assert any(PRECISION_HINT.strip() in r.message or "float32's nearest value to 0.999" in r.message
+               for r in failed)
 
 
 BAD = {
@@ -335,7 +508,7 @@ def test_bad_code_costs_only_its_own_question(fresh, tmp_path, monkeypatch):
     print(f"\nbad code graded in {result.seconds:.0f} s\n" + table)
     assert not result.error, table
     expected = {"q1_cosine": "RuntimeError: not done yet", "q3_embedding": "Timed out",
-                "q4_posterior": "printed more than", "q5_reverse_step": "has shape", "q7_train": "SystemExit"}
+                "q4_posterior": "printed more than", "q5_reverse_step": "has shape", "q11_train": "SystemExit"}
     for q, reason in expected.items():
         assert result.scores[q] == 0 and reason in result.reasons[q], table
     for q in ("q2_q_sample", "q6_l_simple"):  # graded in full after the bad cells and the bad answers
@@ -415,7 +588,7 @@ def test_grade_all_writes_one_row_per_submission(fresh, tmp_path, capsys):
     assert set(rows) == {"ddpm_untouched.ipynb", "ddpm_kills_kernel.ipynb", "ddpm_not_a_notebook.ipynb",
                          *(f"ddpm_attack_{name}.ipynb" for name in ATTACKS)}
     untouched = rows["ddpm_untouched.ipynb"]
-    assert untouched["error"] == "" and float(untouched["total"]) == 0 and float(untouched["possible"]) == 20
+    assert untouched["error"] == "" and float(untouched["total"]) == 0 and float(untouched["possible"]) == 22
     assert "crashed" in rows["ddpm_kills_kernel.ipynb"]["error"]
     assert "could not read" in rows["ddpm_not_a_notebook.ipynb"]["error"]
     for name, (_, _, labels) in ATTACKS.items():
@@ -471,14 +644,50 @@ def test_budget_check_refuses_loaded_weights_and_big_configs():
     from course_lib.grading import check_ddpm_config
 
     config = {"schedule": "cosine", "num_timesteps": 100, "steps": 10, "batch_size": 8, "lr": 1e-3}
-    fixed = torch.nn.Linear(4, 4)
+    class Conv(torch.nn.Module):  # eps = conv(x_t): the right input and output shapes
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(1, 1, 3, padding=1)
+
+        def forward(self, xt, t):
+            return self.conv(xt)
+
+    fixed = Conv()
     with pytest.raises(AssertionError, match="same weights"):
         check_ddpm_config(lambda: fixed, config)
     with pytest.raises(AssertionError, match="steps"):
-        check_ddpm_config(lambda: torch.nn.Linear(4, 4), {**config, "steps": 10**6})
+        check_ddpm_config(Conv, {**config, "steps": 10**6})
     with pytest.raises(AssertionError, match="parameters"):
         check_ddpm_config(lambda: torch.nn.Linear(2000, 2000), config)
-    assert check_ddpm_config(lambda: torch.nn.Linear(4, 4), config) == config
+    class Flat(torch.nn.Module):  # an MLP's output left flat, [B, 256]
+        def __init__(self):
+            super().__init__()
+            self.lin = torch.nn.Linear(256, 256)
+
+        def forward(self, xt, t):
+            return self.lin(xt.flatten(1))
+
+    with pytest.raises(AssertionError, match=r"has shape \(2, 256\), expected \(2, 1, 16, 16\)"):
+        check_ddpm_config(Flat, config)  # caught by the public budget test, before any training
+    assert check_ddpm_config(Conv, config) == config
+
+
+def test_score_samples_fails_copies_and_collapse_and_passes_real_digits():
+    """What the measured DDPM question grades, on samples whose answer is known: held-out digits pass every
+    threshold, memorised training digits (a nearest-neighbour "denoiser") get no recognised-digit or Frechet point,
+    one digit only (mode collapse) gets no coverage or Frechet point."""
+    from course_lib.data import digits
+    from course_lib.grading import score_samples
+
+    test_x, test_y = digits("test", image_size=16)
+    train_x = digits("train", image_size=16)[0]
+    real = score_samples(test_x[:256])
+    assert real["near_copies"] == 0 and real["novel_recognized"] >= 0.9 and real["min_class_share"] >= 0.03
+    assert real["frechet_ratio"] <= 1.0  # the question's threshold is 15: a small CPU model reaches about 10
+    copies = score_samples(train_x[torch.randperm(len(train_x), generator=torch.Generator().manual_seed(0))[:256]])
+    assert copies["recognized"] > 0.95 and copies["near_copies"] > 0.95 and copies["novel_recognized"] < 0.05
+    ones = score_samples(test_x[test_y == 1].repeat(8, 1, 1, 1)[:256])
+    assert ones["novel_recognized"] > 0.9 and ones["min_class_share"] == 0 and ones["frechet_ratio"] > 100
 
 
 def test_vae_budget_check_says_what_is_wrong():

@@ -39,3 +39,18 @@ def test_sample_report_separates_real_digits_from_noise(classifier):
     assert min(good["class_histogram"]) > 10  # all ten digits present
     with pytest.raises(ValueError, match=r"\[B, 1, 16, 16\]"):
         sample_report(torch.zeros(4, 1, 8, 8), classifier)
+
+
+def test_near_copies_are_training_digits_not_held_out_ones():
+    from course_lib.metrics import near_copy_mask, nearest_neighbour_distance
+
+    train, test = digits("train", image_size=16)[0], digits("test", image_size=16)[0]
+    assert nearest_neighbour_distance(train[:5], train).abs().max() == 0  # every image is its own neighbour
+    assert not near_copy_mask(test).any()  # held-out digits are never near-copies
+    g = torch.Generator().manual_seed(0)
+    copies = train[:64] + 0.02 * torch.randn(64, 1, 16, 16, generator=g)  # memorised, up to a little noise
+    assert near_copy_mask(copies).all()
+    mixed = torch.cat([train[:10], test[:30]])
+    assert near_copy_mask(mixed).tolist() == [True] * 10 + [False] * 30
+    with pytest.raises(ValueError, match="factor"):
+        near_copy_mask(test, factor=2.0)

@@ -20,7 +20,7 @@ then one module per exercise set: ``ddpm`` (``ddpm_digits_quality``), ``vae`` (`
 """
 
 from .checks import assert_close, assert_quality, assert_tensor
-from .ddpm import DDPM_BUDGET, check_ddpm_config, ddpm_digits_quality
+from .ddpm import DDPM_BUDGET, check_ddpm_config, ddpm_digits_quality, score_samples
 from .guards import install_guards
 from .integrity import TAMPER_PREFIX, tamper_reason
 from .limits import CELL_TIMEOUT_S, MAX_OUTPUT_CHARS, TEST_TIMEOUT_S, GradingTimeout, time_limit
@@ -30,5 +30,5 @@ from .vae import VAE_BUDGET, check_vae_config, vae_digits_elbo
 
 __all__ = ["CELL_TIMEOUT_S", "DDPM_BUDGET", "GradingGuard", "GradingTimeout", "MAX_OUTPUT_CHARS", "QUICK_ENV",
            "TAMPER_PREFIX", "TEST_TIMEOUT_S", "VAE_BUDGET", "assert_close", "assert_quality", "assert_tensor",
-           "check_ddpm_config", "check_vae_config", "ddpm_digits_quality", "install_guards", "quick_mode",
+           "check_ddpm_config", "check_vae_config", "ddpm_digits_quality", "install_guards", "quick_mode", "score_samples",
            "tamper_reason", "time_limit", "vae_digits_elbo"]

@@ -31,17 +31,29 @@ def assert_tensor(x, name: str, shape: tuple[int, ...] | None = None, *, finite:
         raise AssertionError(f"{name} contains NaN or inf values.")
 
 
-def assert_close(actual, expected: Tensor, name: str, *, rtol: float = 1e-5, atol: float = 1e-6) -> None:
-    """Fail unless ``actual`` matches ``expected`` elementwise (|a - e| <= atol + rtol |e|), saying where not."""
+PRECISION_HINT = (" Differences this small are float32 rounding: do the schedule arithmetic in float64 (e.g. "
+                  "betas.double(), torch.arange(..., dtype=torch.float64)) and cast only the result.")
+
+
+def assert_close(actual, expected: Tensor, name: str, *, rtol: float = 1e-5, atol: float = 1e-6,
+                 precision_hint: bool = False) -> None:
+    """Fail unless ``actual`` matches ``expected`` elementwise (|a - e| <= atol + rtol |e|), saying where not.
+
+    With ``precision_hint``, a miss of at most 1e-3 (relative to max(1, |expected|)), the size of float32
+    rounding in a schedule's products and ratios, says so and names the fix.
+    """
     _plain_tensor(expected, f"the value {name} is compared with")
     assert_tensor(actual, name, tuple(expected.shape), finite=False)
     a, e = actual.detach().cpu().double(), expected.detach().cpu().double()  # MPS has no float64
     bad = ~((a - e).abs() <= atol + rtol * e.abs())
     if bool(bad.any()):
         i = tuple(int(v) for v in bad.nonzero()[0])
+        worst = (a - e).abs().max().item()
+        tiny = precision_hint and worst <= 1e-3 * max(1.0, e.abs().max().item())
+        digits = ".9g" if tiny else ".6g"  # enough digits to see where the two differ
         raise AssertionError(f"{name} differs from the reference at {int(bad.sum())} of {bad.numel()} entries; "
-                             f"e.g. at index {i}: got {a[i].item():.6g}, expected {e[i].item():.6g} "
-                             f"(max abs diff {(a - e).abs().max().item():.3g}).")
+                             f"e.g. at index {i}: got {a[i].item():{digits}}, expected {e[i].item():{digits}} "
+                             f"(max abs diff {worst:.3g})." + (PRECISION_HINT if tiny else ""))
 
 
 def assert_quality(report: dict, key: str, at_least: float | None = None, *, below: float | None = None) -> None:

@@ -1,7 +1,10 @@
-"""The DDPM set's measured run: train a student's noise predictor on 16x16 digits, sample, classify the samples.
+"""The DDPM set's measured run: train a student's noise predictor on 16x16 digits, sample, score the samples.
 
 Ho et al. 2020 (DDPM): ``L_simple`` training and ancestral sampling, with the course's own trainer, sampler and
-digit classifier. ``check_ddpm_config`` enforces ``DDPM_BUDGET`` before anything trains.
+digit classifier. ``check_ddpm_config`` enforces ``DDPM_BUDGET`` (and the model's input/output contract) before
+anything trains; ``score_samples`` turns samples into what the question grades: novel recognised digits
+(near-copies of training digits count as failures, ``metrics.near_copy_mask``), how evenly the ten classes are
+covered, and the Frechet distance relative to real data.
 """
 
 from __future__ import annotations
@@ -50,10 +53,38 @@ def check_ddpm_config(make_model: Callable[[], torch.nn.Module], config: dict) -
         if not isinstance(model, torch.nn.Module):
             raise AssertionError(f"make_model() should return a torch.nn.Module, it returned {type(model).__name__}.")
 
-    n = sum(p.numel() for p in _fresh_models(make_model, is_module)[0].parameters())
+    model = _fresh_models(make_model, is_module)[0]
+    n = sum(p.numel() for p in model.parameters())
     if not 0 < n <= b["max_parameters"]:
         raise AssertionError(f"the model has {n} parameters; the budget is 1 ... {b['max_parameters']}.")
+    with torch.no_grad():  # the contract the trainer and the sampler rely on, checked before minutes of training
+        eps = model(torch.zeros(2, 1, 16, 16), torch.tensor([0, config["num_timesteps"] - 1]))
+    assert_tensor(eps, "make_model()(xt [2, 1, 16, 16], t [2]), the predicted noise,", (2, 1, 16, 16))
     return dict(config)
+
+
+def score_samples(samples: torch.Tensor) -> dict:
+    """What the measured question grades, for samples [N, 1, 16, 16] in [-1, 1].
+
+    ``metrics.sample_report`` plus: ``near_copies`` (fraction that are near-copies of training digits),
+    ``novel_recognized`` (fraction recognised with confidence >= 0.5 *and* not a near-copy), ``min_class_share``
+    (the rarest digit's count among the novel recognised samples, over N: 0.1 for a perfectly even set, 0 when a
+    digit is missing) and ``frechet_ratio`` (``frechet / frechet_real``: 1 is as close as real digits are).
+    """
+    from ..metrics import NOT_A_DIGIT, DigitClassifier, near_copy_mask, predict, sample_report
+
+    classifier = DigitClassifier.from_pretrained()
+    samples = samples.clamp(-1, 1)
+    report = sample_report(samples, classifier)
+    probs, _ = predict(classifier, samples)
+    conf, cls = probs.max(1)
+    copies = near_copy_mask(samples)
+    novel = (cls != NOT_A_DIGIT) & (conf >= 0.5) & ~copies
+    counts = torch.bincount(cls[novel], minlength=NOT_A_DIGIT + 1)[:NOT_A_DIGIT]
+    report.update(near_copies=copies.float().mean().item(), novel_recognized=novel.float().mean().item(),
+                  novel_class_histogram=counts.tolist(), min_class_share=counts.min().item() / len(samples),
+                  frechet_ratio=report["frechet"] / report["frechet_real"])
+    return report
 
 
 def ddpm_digits_quality(make_model: Callable[[], torch.nn.Module], config: dict, *, seed: int = 0,
@@ -62,15 +93,15 @@ def ddpm_digits_quality(make_model: Callable[[], torch.nn.Module], config: dict,
 
     Fixed procedure (the grader's): ``trainer.train`` on the CPU with ``seed``, ``losses.diffusion_loss_fn``,
     the EMA weights sampled by ``samplers.ddpm_sample`` from ``torch.Generator().manual_seed(seed)``, and
-    ``metrics.sample_report`` (``recognized`` = fraction classified as a digit with confidence >= 0.5).
+    ``score_samples`` (``recognized`` = fraction classified as a digit with confidence >= 0.5, ``novel_recognized``
+    the same without near-copies of training digits, ``min_class_share``, ``frechet_ratio``, ``near_copies``).
     Repeated calls with the same model function, config and seed return (a copy of) the cached report.
 
     Returns:
-        the sample report plus ``params``, ``train_s``, ``sample_s``, ``final_loss`` and ``quick``.
+        the ``score_samples`` report plus ``params``, ``train_s``, ``sample_s``, ``final_loss`` and ``quick``.
     """
     from ..data import digits
     from ..losses import diffusion_loss_fn
-    from ..metrics import sample_report
     from ..samplers import ddpm_sample
     from ..schedules import get_schedule
     from ..trainer import train
@@ -91,7 +122,7 @@ def ddpm_digits_quality(make_model: Callable[[], torch.nn.Module], config: dict,
                               generator=torch.Generator().manual_seed(seed), progress=False)
         sample_s = time.perf_counter() - start
         assert_tensor(samples, "the samples", (n, 1, 16, 16))
-        report = sample_report(samples.clamp(-1, 1))
+        report = score_samples(samples)
         report.update(params=sum(p.numel() for p in model.parameters()), train_s=round(result.wall_time_s, 1),
                       sample_s=round(sample_s, 1), final_loss=_final_loss(result), quick=quick_mode())
         return report

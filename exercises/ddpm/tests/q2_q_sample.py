@@ -3,7 +3,7 @@ from otter.test_files import test_case
 OK_FORMAT = False
 
 name = "q2_q_sample"
-points = 2
+points = 1
 
 @test_case(points=None, hidden=False)
 def test_endpoints(q_sample):
@@ -16,7 +16,7 @@ def test_endpoints(q_sample):
     expected = torch.stack([x0[0], 0.5 * x0[1] + 0.75 ** 0.5 * noise[1], noise[2]])
     assert_close(out, expected, 'q_sample with alpha_bar = [1, 0.25, 0] and t = [0, 1, 2]')
 
-@test_case(points=None, hidden=False)
+@test_case(points=0, hidden=False)
 def test_image_shape_and_dtype(q_sample):
     import torch
     from course_lib.grading import assert_tensor

@@ -5,7 +5,7 @@ OK_FORMAT = False
 name = "q1_reparameterize"
 points = 2
 
-@test_case(points=None, hidden=False)
+@test_case(points=0, hidden=False)
 def test_zero_noise_gives_the_mean(reparameterize):
     import torch
     from course_lib.grading import assert_close, assert_tensor

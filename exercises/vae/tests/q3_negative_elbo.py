@@ -3,7 +3,7 @@ from otter.test_files import test_case
 OK_FORMAT = False
 
 name = "q3_negative_elbo"
-points = 3
+points = 2
 
 @test_case(points=None, hidden=False)
 def test_shapes_and_the_prior_case(negative_elbo):
