@@ -138,6 +138,10 @@ def split_output(out: Tensor, x: Tensor, variance: Variance) -> tuple[Tensor, Te
             raise ValueError(f"variance='learned_range' needs a model with 2C = {2 * x.shape[1]} output channels "
                              f"(eps, then v), got shape {tuple(out.shape)}; e.g. UNetConfig(out_channels=2 * C).")
         return out[:, :x.shape[1]], out[:, x.shape[1]:]
+    if out.shape != x.shape and out.ndim >= 2 and out.shape[1] == 2 * x.shape[1]:
+        raise ValueError(f"the model returns {out.shape[1]} channels (eps, then v: a learned-variance model) but "
+                         f"variance={variance!r} is fixed; sample it with variance='learned_range', or fix its "
+                         f"variance on purpose by keeping eps only: lambda x, t: model(x, t)[:, :{x.shape[1]}].")
     return out, None
 
 

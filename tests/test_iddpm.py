@@ -146,3 +146,13 @@ def test_importance_sampler_is_uniform_until_warm_then_unbiased():
     assert (w.double() * L[t]).var() < 0.2 * L[t_u].var()
     with pytest.raises(ValueError, match="shape"):
         sampler.update(torch.arange(3), torch.ones(4))
+
+
+def test_a_learned_variance_model_with_a_fixed_variance_is_explained():
+    from course_lib.samplers import split_output
+
+    x = torch.zeros(2, 1, 4, 4)
+    with pytest.raises(ValueError, match="learned-variance model"):
+        split_output(torch.zeros(2, 2, 4, 4), x, "fixed_small")
+    eps, v = split_output(torch.ones(2, 1, 4, 4), x, "fixed_large")
+    assert v is None and torch.equal(eps, torch.ones(2, 1, 4, 4))

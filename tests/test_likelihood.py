@@ -184,6 +184,10 @@ def test_strata_cover_every_index_once():
         assert [t for a, b in strata for t in range(a, b)] == list(range(T))
         assert len(strata) <= n and strata[:dense] == [(t, t + 1) for t in range(dense)]
     assert timestep_strata(7, 7) == [(t, t + 1) for t in range(7)]
+    for T, n, dense, tail in [(1000, 100, 10, 2), (1000, 12, 0, 1), (10, 4, 1, 2), (5, 4, 1, 2)]:
+        strata = timestep_strata(T, n, dense, tail)
+        assert [t for a, b in strata for t in range(a, b)] == list(range(T))
+        assert len(strata) <= n and strata[len(strata) - tail:] == [(t, t + 1) for t in range(T - tail, T)]
 
 
 def test_bad_input_is_explained():
@@ -196,6 +200,8 @@ def test_bad_input_is_explained():
         timestep_strata(10, 11)
     with pytest.raises(ValueError, match="dense"):
         timestep_strata(10, 4, dense=4)
+    with pytest.raises(ValueError, match="tail"):
+        timestep_strata(10, 4, dense=2, tail=2)
     with pytest.raises(ValueError, match="variance"):
         p_log_variance(schedule, "learned")
 
