@@ -106,14 +106,14 @@ def ddpm_digits(steps: int = DDPM_DIGITS.steps, seed: int = DDPM_DIGITS.seed, nu
 
 
 def iddpm_digits(variant: str = "hybrid", steps: int = DDPM_DIGITS.steps, seed: int = DDPM_DIGITS.seed,
-                 num_samples: int = 256) -> dict:
+                 num_samples: int = 256, name: str | None = None) -> dict:
     """Improved DDPM on 16x16 digits: the cosine schedule with L_simple ("cosine") or L_hybrid + learned Sigma.
 
     Nichol & Dhariwal 2021. Everything else is ``ddpm_digits``'s (``DDPM_DIGITS``: steps, batch, lr, warm-up,
     EMA; the default U-Net, with 2 output channels, eps and v, for the learned variance), so the chapter-3 table
     compares like with like. The digits are rounded to 256 levels (``quantize``) for training, as the
     decoder term of L_hybrid needs; ``ddpm_digits`` trained on the unrounded values (they differ by < 1/255).
-    Saves ``iddpm_digits_<variant>`` with its samples' metrics and held-out bits/dim in the manifest.
+    Saves ``iddpm_digits_<variant>`` (or ``name``) with its samples' metrics and held-out bits/dim in the manifest.
     """
     from .data import digits
     from .distributions import quantize
@@ -128,7 +128,7 @@ def iddpm_digits(variant: str = "hybrid", steps: int = DDPM_DIGITS.steps, seed: 
         raise ValueError(f"variant must be 'cosine' (cosine schedule, L_simple) or 'hybrid' (cosine, L_hybrid, "
                          f"learned variance), got {variant!r}.")
     settings = replace(DDPM_DIGITS, steps=steps, seed=seed)
-    name, learned = f"iddpm_digits_{variant}", variant == "hybrid"
+    name, learned = name or f"iddpm_digits_{variant}", variant == "hybrid"
     torch.manual_seed(seed)
     x = quantize(digits("train", image_size=16)[0])
     schedule = get_schedule("cosine", 1000)
@@ -182,6 +182,11 @@ def held_out_bits_per_dim(model, variance: str, seed: int = DDPM_DIGITS.seed) ->
 def iddpm_digits_cosine(steps: int = DDPM_DIGITS.steps, seed: int = DDPM_DIGITS.seed) -> dict:
     """Improved DDPM, cosine schedule + L_simple, fixed variance, on digits (see ``iddpm_digits``)."""
     return iddpm_digits("cosine", steps=steps, seed=seed)
+
+
+def iddpm_digits_cosine_seed1(steps: int = DDPM_DIGITS.steps, seed: int = 1) -> dict:
+    """``iddpm_digits_cosine`` again with another seed: how far two runs of one recipe differ (chapter 3, page 3)."""
+    return iddpm_digits("cosine", steps=steps, seed=seed, name="iddpm_digits_cosine_seed1")
 
 
 def iddpm_digits_hybrid(steps: int = DDPM_DIGITS.steps, seed: int = DDPM_DIGITS.seed) -> dict:
@@ -251,4 +256,5 @@ RECIPES = {
     "vae_digits": vae_digits,
     "iddpm_digits_cosine": iddpm_digits_cosine,
     "iddpm_digits_hybrid": iddpm_digits_hybrid,
+    "iddpm_digits_cosine_seed1": iddpm_digits_cosine_seed1,
 }

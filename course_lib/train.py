@@ -13,7 +13,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m course_lib.train", description=__doc__)
     parser.add_argument("recipe", nargs="?", help=f"one of: {', '.join(RECIPES)}")
     parser.add_argument("--steps", type=int, default=None, help="override the recipe's number of steps")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=None, help="override the recipe's seed")
     parser.add_argument("--list", action="store_true", help="list the recipes and exit")
     args = parser.parse_args(argv)
     if args.list or args.recipe is None:
@@ -22,7 +22,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.recipe not in RECIPES:
         parser.error(f"unknown recipe {args.recipe!r}; choose one of {sorted(RECIPES)}")
-    kwargs = {"seed": args.seed} | ({"steps": args.steps} if args.steps is not None else {})
+    kwargs = {k: v for k, v in (("seed", args.seed), ("steps", args.steps)) if v is not None}
     metrics = RECIPES[args.recipe](**kwargs)
     print(json.dumps(metrics, indent=2))
     return 0
