@@ -134,12 +134,13 @@ def _leaks(secrets: set[str], root: Path) -> list[str]:
 
 
 def _with_answers(nb: nbformat.NotebookNode, answers: dict, extra: dict[int, str] | None = None):
-    """A copy of ``nb``: the code cell defining ``def name(`` gets the new source (a str, or a function of
-    the old source); ``extra`` inserts cells at the given indices."""
+    """A copy of ``nb``: the code cell defining ``def name(`` (or, for an answer that is no function, assigning
+    ``name = ``) gets the new source (a str, or a function of the old source); ``extra`` inserts cells at the
+    given indices."""
     nb = nbformat.from_dict(json.loads(json.dumps(nb)))
     for cell in nb.cells:
         for name, source in answers.items():
-            if cell.cell_type == "code" and re.search(rf"^def {name}\(", cell.source, re.M):
+            if cell.cell_type == "code" and re.search(rf"^(def {name}\(|{name} = )", cell.source, re.M):
                 cell.source = source(cell.source) if callable(source) else source
     for index, source in sorted((extra or {}).items(), reverse=True):
         nb.cells.insert(index, nbformat.v4.new_code_cell(source))
@@ -206,6 +207,25 @@ def test_vae_covers_the_syllabus():
         assert any(topic in name for name in questions), f"no question about {topic}"
     measured = [q for q in questions.values() if any("vae_digits_elbo" in t for t in q["hidden"])]
     assert measured, "at least one open-ended question graded by a measured result"
+
+
+def test_iddpm_covers_the_syllabus():
+    questions = {q["name"]: q for q in _questions(_master("iddpm"))}
+    for topic in ("cosine_clip", "learned_variance", "vlb_kl", "decoder", "respace", "stop_gradient",
+                  "bound_profile", "written", "train"):
+        assert any(topic in name for name in questions), f"no question about {topic}"
+    measured = [q for q in questions.values() if any("iddpm_digits_bound" in t for t in q["hidden"])]
+    assert measured, "at least one open-ended question graded by a measured result"
+    assert all("digits_covered" in t for t in measured[0]["hidden"]), "every bound point needs every digit sampled"
+
+
+def test_ddim_covers_the_syllabus():
+    questions = {q["name"]: q for q in _questions(_master("ddim"))}
+    for topic in ("sigma", "ddim_step", "timesteps", "invert_step", "same_model", "sigma_hat", "written", "sampler"):
+        assert any(topic in name for name in questions), f"no question about {topic}"
+    measured = [q for q in questions.values() if any("ddim_digits_quality" in t for t in q["hidden"])]
+    assert measured, "at least one open-ended question graded by a measured result"
+    assert any("check_ddim_sampler" in t for t in measured[0]["public"]), "the budget is checked by a public test"
 
 
 @pytest.mark.parametrize("name", SETS)
@@ -329,6 +349,85 @@ def test_untouched_vae_notebook_scores_zero(fresh, tmp_path):
     assert not result.error and result.total == 0 and sum(result.possible.values()) == 13, table
 
 
+IDDPM_PARTIAL = {
+    # log beta_tilde_0 = -inf left in place: right at every t >= 1 (the by-hand case at t = 1, diffusers' range), -inf
+    # at t = 0, which the public test of the first index reports
+    "learned_log_variance": "def learned_log_variance(v, t, betas):\n"
+                            "    betas = betas.double()\n"
+                            "    alpha_bar = torch.cumprod(1 - betas, dim=0)\n"
+                            "    alpha_bar_prev = torch.cat([torch.ones(1, dtype=torch.float64), alpha_bar[:-1]])\n"
+                            "    log_beta_tilde = torch.log((1 - alpha_bar_prev) / (1 - alpha_bar) * betas)\n"
+                            "    shape = (-1, *[1] * (v.ndim - 1))\n"
+                            "    u = (v + 1) / 2\n"
+                            "    return (u * torch.log(betas)[t].view(shape)\n"
+                            "            + (1 - u) * log_beta_tilde[t].view(shape)).to(v.dtype)",
+    "mean_weight": "def mean_weight(betas, lam=0.001):\n    ...",
+    "make_model": lambda source: re.sub(r'"steps": \d+', '"steps": 10**6', source),  # over the budget
+}
+
+
+def test_iddpm_partial_solution_scores_partially(fresh, tmp_path):
+    path = tmp_path / "iddpm.ipynb"
+    nbformat.write(_with_answers(_solution("iddpm"), IDDPM_PARTIAL), path)
+    result = tools.grade(path, "iddpm")
+    table = tools.format_table(result)
+    print(f"\niddpm partial graded in {result.seconds:.0f} s\n" + table)
+    assert not result.error, table
+    for q in ("q1_cosine_clip", "q3_vlb_kl", "q4_decoder", "q5_respace", "q7_bound_profile"):
+        assert result.scores[q] == result.possible[q], table
+    assert 0 < result.scores["q2_learned_variance"] < result.possible["q2_learned_variance"], table
+    assert "log Sigma at t = 0" in result.reasons["q2_learned_variance"], table
+    for q in ("q6_stop_gradient", "q9_train"):
+        assert result.scores[q] == 0, table
+    assert "steps must be an int" in result.reasons["q9_train"], table
+
+
+def test_untouched_iddpm_notebook_scores_zero(fresh, tmp_path):
+    result = tools.grade(tools.ROOT / "iddpm" / "iddpm.ipynb", "iddpm")
+    table = tools.format_table(result)
+    print(f"\nuntouched iddpm graded in {result.seconds:.0f} s\n" + table)
+    assert not result.error and result.total == 0 and sum(result.possible.values()) == 21, table
+
+
+DDIM_PARTIAL = {
+    # trailing rounds halves up (floor(x + 0.5)) instead of to even: the by-hand cases have no halves and pass, the
+    # hidden agreement tests (S = 16 of 1000, T = 999 with S = 6) do not
+    "ddim_timesteps": "def ddim_timesteps(T, S, spacing):\n"
+                      "    if spacing == 'leading':\n"
+                      "        return [i * (T // S) for i in range(S)][::-1]\n"
+                      "    return [math.floor(T - i * T / S + 0.5) - 1 for i in range(S)]",
+    # alpha_bar[t] also at t = -1, where Python reads the last entry: right for every step from t >= 0, wrong for the
+    # first step from the data, which the public by-hand test reports
+    "ddim_invert_step": "def ddim_invert_step(eps, x, t, t_next, alpha_bar):\n"
+                        "    ab_t, ab_next = alpha_bar[t].item(), alpha_bar[t_next].item()\n"
+                        "    x0_hat = (x - math.sqrt(1 - ab_t) * eps) / math.sqrt(ab_t)\n"
+                        "    return math.sqrt(ab_next) * x0_hat + math.sqrt(1 - ab_next) * eps",
+    # DDPM's amount of noise (eta = 1) on the best spacing: real digits (the first tier), but too blurred for the others
+    "SAMPLER": 'SAMPLER = {"steps": 6, "eta": 1.0, "spacing": "trailing"}',
+}
+
+
+def test_ddim_partial_solution_scores_partially(fresh, tmp_path):
+    path = tmp_path / "ddim.ipynb"
+    nbformat.write(_with_answers(_solution("ddim"), DDIM_PARTIAL), path)
+    result = tools.grade(path, "ddim")
+    table = tools.format_table(result)
+    print(f"\nddim partial graded in {result.seconds:.0f} s\n" + table)
+    assert not result.error, table
+    for q in ("q1_sigma", "q2_ddim_step", "q5_same_model", "q6_sigma_hat"):
+        assert result.scores[q] == result.possible[q], table
+    for q, reason in (("q3_timesteps", "diffusers"), ("q4_invert_step", "from the data x = 1 (t = -1")):
+        assert 0 < result.scores[q] < result.possible[q] and reason in result.reasons[q], table
+    assert result.scores["q8_sampler"] == 1 and "frechet_ratio" in result.reasons["q8_sampler"], table
+
+
+def test_untouched_ddim_notebook_scores_zero(fresh, tmp_path):
+    result = tools.grade(tools.ROOT / "ddim" / "ddim.ipynb", "ddim")
+    table = tools.format_table(result)
+    print(f"\nuntouched ddim graded in {result.seconds:.0f} s\n" + table)
+    assert not result.error and result.total == 0 and sum(result.possible.values()) == 15, table
+
+
 # Plausible wrong answers, one per question, each caught by a PUBLIC test of its question (the message quoted)
 # and worth 0 points: a student who checks before handing in is told. One notebook per set holds them all.
 DDPM_WRONG = {
@@ -426,7 +525,130 @@ VAE_CAUGHT = {
     "q3_negative_elbo": "recon for a perfect mean and unit variance", "q4_elbo_gap": "the posterior mean for w = 1",
     "q6_train": "likelihood='discretized_gaussian'",
 }
-PLAUSIBLE_WRONG = {"ddpm": (DDPM_WRONG, DDPM_CAUGHT), "vae": (VAE_WRONG, VAE_CAUGHT)}
+IDDPM_WRONG = {
+    # Q1: the cosine formula's alpha_bar, f(t) / f(0), without the clip
+    "cosine_alpha_bar": "def cosine_alpha_bar(T, s=0.008, max_beta=0.999):\n"
+                        "    u = torch.arange(T + 1, dtype=torch.float64) / T\n"
+                        "    f = torch.cos((u + s) / (1 + s) * math.pi / 2) ** 2\n"
+                        "    return f[1:] / f[0]\n\n\n"
+                        "alpha_bar = cosine_alpha_bar(1000)\n"
+                        "alphas = torch.cat([alpha_bar[:1], alpha_bar[1:] / alpha_bar[:-1]])\n"
+                        "LAST_STEP_GAIN = ((1 - alphas) / (alphas.sqrt() * (1 - alpha_bar).sqrt()))[-1].item()",
+    # Q2: u and 1 - u swapped (v = 1 read as beta_tilde)
+    "learned_log_variance": "def learned_log_variance(v, t, betas):\n"
+                            "    betas = betas.double()\n"
+                            "    alpha_bar = torch.cumprod(1 - betas, dim=0)\n"
+                            "    alpha_bar_prev = torch.cat([torch.ones(1, dtype=torch.float64), alpha_bar[:-1]])\n"
+                            "    beta_tilde = (1 - alpha_bar_prev) / (1 - alpha_bar) * betas\n"
+                            "    log_beta_tilde = torch.log(torch.cat([beta_tilde[1:2], beta_tilde[1:]]))\n"
+                            "    shape = (-1, *[1] * (v.ndim - 1))\n"
+                            "    u = (1 - v) / 2\n"
+                            "    return (u * torch.log(betas)[t].view(shape) + (1 - u) * log_beta_tilde[t].view(shape)).to(v.dtype)",
+    # Q3: the KL the wrong way round, KL(p_theta || q)
+    "vlb_kl": "def vlb_kl(x0, xt, t, eps, log_variance, schedule):\n"
+              "    shape = (-1, *[1] * (x0.ndim - 1))\n"
+              "    pick = lambda values: values[t].view(shape)\n"
+              "    x0_hat = (xt.double() - pick(schedule.sqrt_one_minus_alpha_bar) * eps.double()) / pick(schedule.sqrt_alpha_bar)\n"
+              "    c1, c2 = pick(schedule.posterior_mean_coef1), pick(schedule.posterior_mean_coef2)\n"
+              "    mean_q, mean_p = c1 * x0.double() + c2 * xt.double(), c1 * x0_hat + c2 * xt.double()\n"
+              "    logvar_q, logvar_p = torch.log(pick(schedule.posterior_variance)), log_variance.double()\n"
+              "    kl = 0.5 * (logvar_q - logvar_p + torch.exp(logvar_p - logvar_q) + (mean_q - mean_p) ** 2 * torch.exp(-logvar_q) - 1)\n"
+              "    return kl.flatten(1).sum(dim=1).float()",
+    # Q4: bins of half-width 1/256 (the 8-bit habit) instead of 1/255, the half-distance between the levels
+    "decoder_nll": "def decoder_nll(x0, mean, log_variance):\n"
+                   "    inv_std = torch.exp(-0.5 * log_variance.double())\n"
+                   "    x0, mean = x0.double(), mean.double()\n"
+                   "    upper = torch.special.ndtr((x0 + 1 / 256 - mean) * inv_std)\n"
+                   "    lower = torch.special.ndtr((x0 - 1 / 256 - mean) * inv_std)\n"
+                   "    upper = torch.where(x0 > 1 - 1 / 256, torch.ones_like(upper), upper)\n"
+                   "    lower = torch.where(x0 < -1 + 1 / 256, torch.zeros_like(lower), lower)\n"
+                   "    return -torch.log(upper - lower).flatten(1).sum(dim=1).float()",
+    # Q5: the original betas of the kept steps, instead of the betas of the respaced process
+    "respace_betas": "def respace_betas(alpha_bar, timesteps):\n"
+                     "    alpha_bar = alpha_bar.double()\n"
+                     "    betas = 1 - torch.cat([alpha_bar[:1], alpha_bar[1:] / alpha_bar[:-1]])\n"
+                     "    return betas[list(timesteps)]",
+    # Q6: the bound's own weight, without L_hybrid's factor T; read as 'the bound weights small t most' (the DDPM
+    # exercises' lesson on the linear schedule) and 'lam = 0.001 makes it negligible'
+    "mean_weight": "def mean_weight(betas, lam=0.001):\n"
+                   "    betas = betas.double()\n"
+                   "    alphas = 1 - betas\n"
+                   "    alpha_bar = torch.cumprod(alphas, dim=0)\n"
+                   "    alpha_bar_prev = torch.cat([torch.ones(1, dtype=torch.float64), alpha_bar[:-1]])\n"
+                   "    beta_tilde = (1 - alpha_bar_prev) / (1 - alpha_bar) * betas\n"
+                   "    return lam * betas ** 2 / (alphas * (1 - alpha_bar)) / (2 * beta_tilde * math.log(2))\n\n\n"
+                   "HEAVIEST = 1\nNEGLIGIBLE = True",
+    # Q7: the bound left in nats per image, and the first ten and the last step read one range off (1 ... 10, 998)
+    "BOUND": "from course_lib.data import digits\n"
+             "from course_lib.distributions import nats_to_bits_per_dim, quantize\n"
+             "from course_lib.likelihood import timestep_strata, vlb_bits_per_dim\n"
+             "from course_lib.unet import UNet\n\n"
+             "model = UNet.from_pretrained('iddpm_digits_hybrid')\n"
+             "x0 = quantize(digits('test', image_size=16)[0][:64])\n"
+             "strata = timestep_strata(999, 23, dense=10) + [(999, 1000)]\n"
+             "estimate = vlb_bits_per_dim(model, x0, get_schedule('cosine', 1000), strata=strata,\n"
+             "                            variance='learned_range', generator=torch.Generator().manual_seed(0), progress=False)\n"
+             "BOUND = estimate.bits_per_dim * 256 * math.log(2)\n"
+             "SHARE_FIRST_TEN = sum(estimate.terms_bits_per_dim[1:11]) / estimate.bits_per_dim\n"
+             "SHARE_LAST = estimate.terms_bits_per_dim[-2] / estimate.bits_per_dim",
+    # Q9: an eps-only network with the learned-variance loss (the model must return eps and v)
+    "make_model": lambda source: source.replace("return torch.cat([eps, out[:, 1:]], dim=1)", "return eps"),
+}
+IDDPM_CAUGHT = {
+    "q1_cosine_clip": "cosine_alpha_bar(3, s=0)[2]", "q2_learned_variance": "log Sigma at t = 1 for betas (0.5, 0.5)",
+    "q3_vlb_kl": "Sigma = beta_1 = 1/2", "q4_decoder": "decoder_nll of the levels -1, 1/255 and 1",
+    "q5_respace": "respace_betas((0.9, 0.6, 0.3, 0.1), [0, 2, 3])", "q6_stop_gradient": "w_1 and w_2 for betas",
+    "q7_bound_profile": "it should be in bits per dimension", "q9_train": "has shape (2, 1, 16, 16), expected (2, 2, 16, 16)",
+}
+DDIM_WRONG = {
+    # Q1: (1 - alpha_bar_t) where (1 - alpha_bar_prev) belongs: sigma^2 exceeds 1 - alpha_bar_prev, the square root of
+    # Eq. 12 gets a negative argument (and the step into the data divides by 0)
+    "ddim_sigma": "def ddim_sigma(alpha_bar_t, alpha_bar_prev, eta):\n"
+                  "    return eta * ((1 - alpha_bar_t) / (1 - alpha_bar_prev)).sqrt() * (1 - alpha_bar_t / alpha_bar_prev).sqrt()",
+    # Q2: x0_hat without the division by sqrt(alpha_bar_t)
+    "ddim_step": "def ddim_step(eps, xt, alpha_bar_t, alpha_bar_prev, eta, noise):\n"
+                 "    sigma = eta * math.sqrt((1 - alpha_bar_prev) / (1 - alpha_bar_t) * (1 - alpha_bar_t / alpha_bar_prev))\n"
+                 "    x0_hat = xt - math.sqrt(1 - alpha_bar_t) * eps\n"
+                 "    x_prev = math.sqrt(alpha_bar_prev) * x0_hat + math.sqrt(1 - alpha_bar_prev - sigma ** 2) * eps\n"
+                 "    return x_prev + sigma * noise, x0_hat",
+    # Q3: trailing without the - 1: it starts at T, one past the last index
+    "ddim_timesteps": "def ddim_timesteps(T, S, spacing):\n"
+                      "    if spacing == 'leading':\n"
+                      "        return [i * (T // S) for i in range(S)][::-1]\n"
+                      "    return [round(T - i * T / S) for i in range(S)]",
+    # Q4: the alpha_bar of the wrong index in the direction term: sqrt(1 - alpha_bar_t) eps, the step's start
+    "ddim_invert_step": "def ddim_invert_step(eps, x, t, t_next, alpha_bar):\n"
+                        "    ab_t = 1.0 if t < 0 else alpha_bar[t].item()\n"
+                        "    ab_next = alpha_bar[t_next].item()\n"
+                        "    x0_hat = (x - math.sqrt(1 - ab_t) * eps) / math.sqrt(ab_t)\n"
+                        "    return math.sqrt(ab_next) * x0_hat + math.sqrt(1 - ab_t) * eps",
+    # Q5: the fresh noise z forgotten: r_(t-1) taken as a multiple of r_t (variance below 1, correlation 1)
+    "noise_moments": "def noise_moments(alpha_bar_t, alpha_bar_prev, sigma):\n"
+                     "    keep = ((1 - alpha_bar_prev - sigma ** 2) / (1 - alpha_bar_prev)).sqrt()\n"
+                     "    return keep ** 2, torch.ones_like(keep)\n\n\n"
+                     "ab = get_schedule('linear', 1000).alpha_bar\n"
+                     "NOISE_MEMORY = {eta: noise_moments(ab[1:], ab[:-1], ddim_sigma(ab[1:], ab[:-1], eta))[1].prod().item()\n"
+                     "                for eta in (0.0, 0.5, 1.0)}",
+    # Q6: sigma_hat read as eta = 1 (the chapter's warning), so its grain computed with sigma(1)
+    "eta_of_sigma_hat": "def eta_of_sigma_hat(alpha_bar_t, alpha_bar_prev):\n"
+                        "    return torch.ones_like(alpha_bar_t)\n\n\n"
+                        "def sigma_hat_grain(alpha_bar, taus):\n"
+                        "    a, b = alpha_bar[taus[-2]], alpha_bar[taus[-1]]\n"
+                        "    return (ddim_sigma(a, b, 1.0) / (1 - b).sqrt()).item()\n\n\n"
+                        "_taus = {s: ddim_timesteps(1000, 10, s) for s in ('leading', 'trailing')}\n"
+                        "_taus['quadratic'] = [800, 632, 483, 355, 246, 158, 88, 39, 9, 0]\n"
+                        "GRAIN = {s: sigma_hat_grain(get_schedule('linear', 1000).alpha_bar, t) for s, t in _taus.items()}",
+    # Q8: the chapter's 10 steps, over the budget of 6 network evaluations
+    "SAMPLER": 'SAMPLER = {"steps": 10, "eta": 0.0, "spacing": "leading"}',
+}
+DDIM_CAUGHT = {
+    "q1_sigma": "sigma(eta = 1) for the steps 0.25 -> 0.5", "q2_ddim_step": "x0_hat for alpha_bar_t = 0.25",
+    "q3_timesteps": "tau by hand for T = ", "q4_invert_step": "the first step, from the data x = 1 (t = -1",
+    "q5_same_model": "the variance of r_{t-1} for alpha_bar_t = 0.25", "q6_sigma_hat": "the eta of sigma_hat for",
+    "q8_sampler": "steps must be an int in 1 ... 6",
+}
+PLAUSIBLE_WRONG = {"ddpm": (DDPM_WRONG, DDPM_CAUGHT), "vae": (VAE_WRONG, VAE_CAUGHT),
+                   "iddpm": (IDDPM_WRONG, IDDPM_CAUGHT), "ddim": (DDIM_WRONG, DDIM_CAUGHT)}
 
 
 @pytest.mark.parametrize("name", sorted(PLAUSIBLE_WRONG))
@@ -709,6 +931,40 @@ def test_vae_budget_check_says_what_is_wrong():
             check_vae_config(make_model, cfg)
 
 
+def test_iddpm_budget_check_says_what_is_wrong_and_quick_mode_runs(monkeypatch):
+    """The improved-DDPM set's budget: the loss decides the output channels; the budget cannot be raised from a
+    notebook; in quick mode the whole procedure (train, bound, respaced samples, coverage) runs in seconds."""
+    from course_lib import grading
+    from course_lib.grading import IDDPM_BUDGET, check_iddpm_config
+
+    class Conv(torch.nn.Module):  # eps and v from a convolution: the right shapes for l_hybrid
+        def __init__(self, channels=2):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(1, channels, 3, padding=1)
+
+        def forward(self, xt, t):
+            return self.conv(xt)
+
+    config = {"loss": "l_hybrid", "steps": 10, "batch_size": 8, "lr": 1e-3}
+    assert check_iddpm_config(Conv, config) == config
+    assert check_iddpm_config(lambda: Conv(1), {**config, "loss": "l_simple"})["loss"] == "l_simple"
+    fixed = Conv()
+    for make_model, cfg, match in [(lambda: fixed, config, "same weights"),
+                                   (lambda: Conv(1), config, r"has shape \(2, 1, 16, 16\), expected \(2, 2, 16, 16\)"),
+                                   (Conv, {**config, "loss": "l_vlb"}, "loss must be one of"),
+                                   (Conv, {**config, "steps": 10**6}, "steps"),
+                                   (Conv, {**config, "schedule": "linear"}, "unknown keys"),
+                                   (lambda: torch.nn.Linear(2000, 2000), config, "parameters")]:
+        with pytest.raises(AssertionError, match=match):
+            check_iddpm_config(make_model, cfg)
+    with pytest.raises(TypeError):
+        IDDPM_BUDGET["max_train_s"] = 10**6  # read-only
+    monkeypatch.setenv(grading.QUICK_ENV, "1")
+    report = grading.iddpm_digits_bound(Conv, {**config, "steps": 1500})
+    assert report["quick"] and report["bits_per_dim"] > 0 and 0 <= report["digits_covered"] <= 10
+    grading.assert_quality(report, "bits_per_dim", below=0.1)  # quick mode never fails on quality
+
+
 def test_quick_mode_measured_run_only_checks_the_plumbing(monkeypatch):
     from course_lib import grading
 
@@ -733,6 +989,29 @@ def test_quick_mode_measured_run_only_checks_the_plumbing(monkeypatch):
                                      {"steps": 1500, "batch_size": 16, "lr": 1e-3})
     assert report["quick"] and report["bits_per_dim"] > 0
     grading.assert_quality(report, "bits_per_dim", below=0.1)
+
+
+def test_ddim_sampler_check_says_what_is_wrong():
+    from course_lib.grading import DDIM_BUDGET, check_ddim_sampler
+
+    good = {"steps": DDIM_BUDGET["max_nfe"], "eta": 0.0, "spacing": "trailing"}
+    assert check_ddim_sampler(good) == good and check_ddim_sampler({**good, "eta": "sigma_hat"})["eta"] == "sigma_hat"
+    for sampler, match in [({**good, "steps": 10}, "steps must be an int in 1 ... 6"), ({**good, "steps": 2.0}, "steps"),
+                           ({**good, "eta": 1.5}, "eta must be a number"), ({**good, "eta": True}, "eta"),
+                           ({**good, "spacing": "cosine"}, "spacing must be one of"),
+                           ({"steps": 6, "eta": 0.0}, r"is missing \['spacing'\]"), ([6, 0.0], "should be a dict")]:
+        with pytest.raises(AssertionError, match=match):
+            check_ddim_sampler(sampler)
+
+
+def test_ddim_quick_mode_counts_the_network_evaluations(monkeypatch):
+    from course_lib import grading
+
+    monkeypatch.setenv(grading.QUICK_ENV, "1")
+    for eta in (0.5, "sigma_hat"):
+        report = grading.ddim_digits_quality({"steps": 3, "eta": eta, "spacing": "leading"})
+        assert report["quick"] and report["n"] == 16 and report["nfe"] == 3 and report["timesteps"] == [666, 333, 0]
+    grading.assert_quality(report, "frechet_ratio", below=1.0)  # quick mode never fails on quality
 
 
 # --- tamper detection (fast, no otter run) ------------------------------------------------------------

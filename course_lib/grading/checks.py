@@ -65,5 +65,10 @@ def assert_quality(report: dict, key: str, at_least: float | None = None, *, bel
     ok = report[key] >= at_least if at_least is not None else report[key] < below
     if not ok:
         need = f">= {at_least}" if at_least is not None else f"< {below}"
-        raise AssertionError(f"{key} = {report[key]:.3f}, needs {need} for this test "
-                             f"(train {report['train_s']} s, final loss {report['final_loss']:.4f}).")
+        if "final_loss" in report:  # a trained model
+            run = f" (train {report['train_s']} s, final loss {report['final_loss']:.4f})"
+        elif "nfe" in report:  # a sampler (the DDIM set)
+            run = f" ({report['nfe']} network evaluations per sample, sampled in {report['sample_s']} s)"
+        else:
+            run = ""
+        raise AssertionError(f"{key} = {report[key]:.3f}, needs {need} for this test{run}.")
