@@ -16,7 +16,7 @@ from typing import Callable
 import torch
 
 from .checks import assert_tensor
-from .measured import _final_loss, _fresh_models, _measured, _require, quick_mode
+from .measured import _final_loss, _fresh_module_within, _measured, _require, quick_mode
 
 DDPM_BUDGET = {"max_steps": 2000, "max_batch_size": 256, "max_timesteps": 1000, "max_parameters": 1_000_000}
 
@@ -49,14 +49,7 @@ def check_ddpm_config(make_model: Callable[[], torch.nn.Module], config: dict) -
               (0 <= config.get("ema_decay", 0.999) < 1, "ema_decay must be in [0, 1)")]
     _require(checks)
 
-    def is_module(model):
-        if not isinstance(model, torch.nn.Module):
-            raise AssertionError(f"make_model() should return a torch.nn.Module, it returned {type(model).__name__}.")
-
-    model = _fresh_models(make_model, is_module)[0]
-    n = sum(p.numel() for p in model.parameters())
-    if not 0 < n <= b["max_parameters"]:
-        raise AssertionError(f"the model has {n} parameters; the budget is 1 ... {b['max_parameters']}.")
+    model = _fresh_module_within(make_model, b["max_parameters"])
     with torch.no_grad():  # the contract the trainer and the sampler rely on, checked before minutes of training
         eps = model(torch.zeros(2, 1, 16, 16), torch.tensor([0, config["num_timesteps"] - 1]))
     assert_tensor(eps, "make_model()(xt [2, 1, 16, 16], t [2]), the predicted noise,", (2, 1, 16, 16))

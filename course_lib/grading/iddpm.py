@@ -17,7 +17,7 @@ from typing import Callable
 import torch
 
 from .checks import assert_tensor
-from .measured import _final_loss, _fresh_models, _measured, _require, quick_mode
+from .measured import _final_loss, _fresh_module_within, _measured, _require, quick_mode
 
 IDDPM_BUDGET = MappingProxyType({"max_steps": 2000, "max_batch_size": 256, "max_parameters": 1_000_000,
                                  "max_train_s": 180.0})  # read-only: a notebook cannot raise its own budget
@@ -60,14 +60,7 @@ def check_iddpm_config(make_model: Callable[[], torch.nn.Module], config: dict) 
               (isinstance(config["lr"], float) and 0 < config["lr"] <= 0.1, "lr must be a float in (0, 0.1]"),
               (isinstance(decay, float) and 0 <= decay < 1, "ema_decay must be a float in [0, 1)")])
 
-    def is_module(model):
-        if not isinstance(model, torch.nn.Module):
-            raise AssertionError(f"make_model() should return a torch.nn.Module, it returned {type(model).__name__}.")
-
-    model = _fresh_models(make_model, is_module)[0]
-    n = sum(p.numel() for p in model.parameters())
-    if not 0 < n <= b["max_parameters"]:
-        raise AssertionError(f"the model has {n} parameters; the budget is 1 ... {b['max_parameters']}.")
+    model = _fresh_module_within(make_model, b["max_parameters"])
     channels = 2 if config["loss"] == "l_hybrid" else 1
     with torch.no_grad():  # the contract the loss, the bound and the sampler rely on, checked before training
         out = model(torch.zeros(2, 1, 16, 16), torch.tensor([0, NUM_TIMESTEPS - 1]))

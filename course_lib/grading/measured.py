@@ -110,6 +110,20 @@ def _fresh_models(make_model: Callable[[], torch.nn.Module],
     return models
 
 
+def _fresh_module_within(make_model: Callable[[], torch.nn.Module], max_parameters: int) -> torch.nn.Module:
+    """A fresh ``torch.nn.Module`` from ``make_model()`` (``_fresh_models``) with 1 ... ``max_parameters``
+    parameters; an AssertionError that says what is wrong otherwise."""
+    def is_module(model):
+        if not isinstance(model, torch.nn.Module):
+            raise AssertionError(f"make_model() should return a torch.nn.Module, it returned {type(model).__name__}.")
+
+    model = _fresh_models(make_model, is_module)[0]
+    n = sum(p.numel() for p in model.parameters())
+    if not 0 < n <= max_parameters:
+        raise AssertionError(f"the model has {n} parameters; the budget is 1 ... {max_parameters}.")
+    return model
+
+
 def _final_loss(result) -> float:
     """Mean training loss over the last 50 steps of a ``TrainResult``."""
     tail = result.losses[-50:]
