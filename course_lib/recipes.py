@@ -250,6 +250,87 @@ def vae_digits(steps: int = 2000, seed: int = 0, names: tuple[str, ...] | None =
     return all_metrics
 
 
+# --- chapter 5: guidance ----------------------------------------------------------------------------------
+
+def noisy_digit_classifier(steps: int = 2000, seed: int = 0) -> dict:
+    """p_phi(y | x_t, t) on 16x16 digits under ddpm_digits' linear schedule (classifier guidance, chapter 5)."""
+    from .data import digits
+    from .metrics import DigitClassifier
+    from .noisy_classifier import NoisyClassifier, NoisyClassifierConfig, accuracy_by_t, noisy_classifier_loss_fn
+    from .schedules import get_schedule
+    from .trainer import train
+
+    torch.manual_seed(seed)
+    x, y = digits("train", image_size=16)
+    schedule = get_schedule("linear", 1000)
+    config = NoisyClassifierConfig()
+    result = train(NoisyClassifier(config), noisy_classifier_loss_fn(schedule, torch.Generator().manual_seed(seed + 1)),
+                   (x, y), steps=steps, batch_size=128, lr=1e-3, weight_decay=1e-4, warmup_steps=100,
+                   ema_decay=0.999, seed=seed, device="cpu")
+    clf = result.ema_model.cpu().eval()
+    xt, yt = digits("test", image_size=16)
+    ts = [0, 100, 250, 500, 750, 900, 999]
+    metrics = {"timesteps": ts, "test_accuracy_by_t": accuracy_by_t(clf, xt, yt, schedule, ts),
+               "clean_classifier_accuracy_by_t": accuracy_by_t(DigitClassifier.from_pretrained(), xt, yt, schedule, ts),
+               "final_loss": sum(result.losses[-100:]) / 100, "schedule": "linear"}
+    save_checkpoint("noisy_digit_classifier", clf, model_kind="noisy_classifier", config=config.to_dict(),
+                    recipe="python -m course_lib.train noisy_digit_classifier", steps=steps,
+                    wall_time_s=result.wall_time_s, metrics=metrics)
+    return metrics
+
+
+def cfg_digits(p_uncond: float = 0.1, steps: int = DDPM_DIGITS.steps, seed: int = DDPM_DIGITS.seed,
+               num_samples: int = 250, name: str | None = None) -> dict:
+    """Class-conditional DDPM on digits with a null label, for classifier-free guidance (Ho & Salimans Alg. 1).
+
+    ddpm_digits' schedule (linear, T = 1000), U-Net and settings (``DDPM_DIGITS``), plus ``num_classes=10``
+    (label 10 is the null label) and labels dropped with probability ``p_uncond``. The manifest records, for
+    w = 0 and w = 1 (DDIM, 50 steps, eta = 0), the fraction of samples the digits classifier reads as the
+    requested digit and the samples' Frechet distance.
+    """
+    from .data import digits
+    from .ddim import ddim_sample, ddim_timesteps
+    from .guidance import ClassifierFreeGuidance, cfg_loss_fn
+    from .metrics import DigitClassifier, predict, sample_report
+    from .schedules import get_schedule
+    from .trainer import train
+    from .unet import UNet, UNetConfig
+
+    name = name or ("cfg_digits" if p_uncond == 0.1 else f"cfg_digits_p{round(p_uncond * 100):02d}")
+    settings = replace(DDPM_DIGITS, steps=steps, seed=seed)
+    torch.manual_seed(seed)
+    x, y = digits("train", image_size=16)
+    schedule = get_schedule("linear", 1000)
+    config = UNetConfig(num_classes=10)
+    model, ema = UNet(config), UNet(config)
+    ema.load_state_dict(model.state_dict())
+    loss_fn = cfg_loss_fn(schedule, p_uncond, null_label=10, generator=torch.Generator().manual_seed(seed + 1))
+    result = train(model, loss_fn, (x, y), device=default_device(), ema_model=ema, **settings.train_kwargs())
+    ema = result.ema_model.cpu().eval()
+    labels = torch.arange(num_samples) % 10
+    metrics = {"p_uncond": p_uncond, "final_loss": sum(result.losses[-100:]) / 100, "schedule": "linear",
+               "null_label": 10}
+    clf = DigitClassifier.from_pretrained()
+    for w in (0.0, 1.0):
+        samples = ddim_sample(ClassifierFreeGuidance(ema, w), (num_samples, 1, 16, 16), schedule,
+                              ddim_timesteps(1000, 50), generator=torch.Generator().manual_seed(seed), y=labels)
+        samples = samples.clamp(-1, 1)
+        probs, _ = predict(clf, samples)
+        report = sample_report(samples, clf)
+        metrics[f"w{w:g}_class_accuracy"] = (probs[:, :10].argmax(1) == labels).float().mean().item()
+        metrics[f"w{w:g}_frechet"] = report["frechet"]
+    metrics["frechet_real"] = report["frechet_real"]
+    save_checkpoint(name, ema, model_kind="unet", config=config.to_dict(),
+                    recipe=f"python -m course_lib.train {name}", steps=steps, wall_time_s=result.wall_time_s,
+                    metrics=metrics)
+    return metrics
+
+
+def cfg_digits_p20(steps: int = DDPM_DIGITS.steps, seed: int = DDPM_DIGITS.seed) -> dict:
+    """``cfg_digits`` with p_uncond = 0.2 (the CFG paper's other setting, chapter 5)."""
+    return cfg_digits(0.2, steps=steps, seed=seed)
+
+
 RECIPES = {
     "digit_classifier": digit_classifier,
     "ddpm_digits": ddpm_digits,
@@ -257,4 +338,7 @@ RECIPES = {
     "iddpm_digits_cosine": iddpm_digits_cosine,
     "iddpm_digits_hybrid": iddpm_digits_hybrid,
     "iddpm_digits_cosine_seed1": iddpm_digits_cosine_seed1,
+    "noisy_digit_classifier": noisy_digit_classifier,
+    "cfg_digits": cfg_digits,
+    "cfg_digits_p20": cfg_digits_p20,
 }

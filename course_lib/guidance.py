@@ -1,0 +1,221 @@
+"""Guidance as model wrappers: each returns a new eps-model with the base model's signature.
+
+    guided = ClassifierFreeGuidance(model, w=1.0)          # then any sampler, unchanged:
+    x0 = ddim_sample(guided, shape, schedule, taus, y=labels)
+
+Papers: Dhariwal & Nichol 2021, Algorithms 1 and 2 (classifier guidance); Ho & Salimans 2022, Algorithms 1
+and 2 (classifier-free guidance); the "loss guidance" of diffusion-course talks (any differentiable loss on
+the predicted x0_hat). The samplers gain no guidance flags (STYLE.md rule 5).
+
+The one identity behind all three: eps and the score are the same thing up to a factor,
+    grad_x log p_t(x) = -eps(x, t) / sqrt(1 - ab_t),
+so adding s * grad log p(y | x_t) to the score subtracts sqrt(1 - ab_t) * s * grad log p(y | x_t) from eps.
+
+Shapes: x [B, ...]; t int64 [B]; y int64 [B] labels (a null label means "no condition"); eps like x.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .forward_process import q_sample
+from .schedules import Schedule
+
+EpsModel = Callable[..., Tensor]
+
+
+def _check_scale(name: str, value: float) -> float:
+    if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        raise ValueError(f"{name} must be a finite number >= 0 (0 = no guidance), got {value!r}.")
+    return float(value)
+
+
+def _check_labels(y: Tensor | None, num_classes: int, what: str) -> Tensor:
+    if y is None:
+        raise ValueError(f"{what} needs labels: call the guided model as model(x, t, y=labels), labels int64 [B].")
+    if not isinstance(y, Tensor) or y.dtype != torch.long or y.ndim != 1:
+        raise ValueError(f"y must be an int64 tensor [B] of labels, got {getattr(y, 'dtype', type(y))} "
+                         f"{tuple(getattr(y, 'shape', ()))}.")
+    if y.numel() and (int(y.min()) < 0 or int(y.max()) >= num_classes):
+        raise ValueError(f"labels must lie in 0 ... {num_classes - 1}, got values from {int(y.min())} to "
+                         f"{int(y.max())}.")
+    return y
+
+
+def _ab(schedule: Schedule, t: Tensor, x: Tensor) -> Tensor:
+    """alpha_bar_t broadcast to x's shape, x's dtype."""
+    return schedule.alpha_bar.to(x.device)[t].to(x.dtype).reshape(-1, *([1] * (x.ndim - 1)))
+
+
+def _null_label(model: EpsModel, null_label: int | None) -> int:
+    """The label index that means "no condition": the UNet's ``num_classes`` unless given."""
+    if null_label is not None:
+        return int(null_label)
+    config = getattr(model, "config", None)
+    num_classes = getattr(config, "num_classes", None)
+    if num_classes is None:
+        raise ValueError("classifier-free guidance needs a model trained with a null label: a course_lib UNet with "
+                         "UNetConfig(num_classes=K) (label K is the null label), or pass null_label=<index> for "
+                         "another model. This model has none (unconditional, or not a course_lib UNet).")
+    return int(num_classes)
+
+
+# --- classifier-free guidance ---------------------------------------------------------------------------
+
+def drop_labels(y: Tensor, p_uncond: float, null_label: int, generator: torch.Generator | None = None) -> Tensor:
+    """Ho & Salimans Algorithm 1, line 3: each label is replaced by the null label with probability p_uncond."""
+    if not 0.0 <= p_uncond <= 1.0:
+        raise ValueError(f"p_uncond must be a probability in [0, 1], got {p_uncond!r}; the paper uses 0.1-0.2.")
+    drop = torch.rand(y.shape, generator=generator).to(y.device) < p_uncond
+    return torch.where(drop, torch.full_like(y, null_label), y)
+
+
+def cfg_loss_fn(schedule: Schedule, p_uncond: float, null_label: int, generator: torch.Generator | None = None):
+    """A ``loss_fn(model, (x0, y))`` for ``trainer.train``: L_simple of eps(x_t, t, y) with labels dropped.
+
+    One network learns both eps(x_t, t, c) and eps(x_t, t) = eps(x_t, t, null): Algorithm 1 of Ho & Salimans.
+    """
+
+    def loss_fn(model, batch):
+        x0, y = batch
+        t = torch.randint(0, schedule.num_timesteps, (x0.shape[0],), generator=generator).to(x0.device)
+        noise = torch.randn(x0.shape, generator=generator).to(x0.device)
+        y = drop_labels(y, p_uncond, null_label, generator)
+        return F.mse_loss(model(q_sample(x0, t, schedule, noise), t, y=y).float(), noise)
+
+    return loss_fn
+
+
+class ClassifierFreeGuidance:
+    """eps~(x, t, y) = (1 + w) eps(x, t, y) - w eps(x, t, null): Ho & Salimans Algorithm 2.
+
+    w = 0 is the conditional model itself (and returns ``model(x, t, y=y)`` without the second pass). diffusers'
+    ``guidance_scale`` is g = 1 + w: eps_u + g (eps_c - eps_u) is the same combination, and g = 1 means no
+    guidance. Both halves run as one batch of 2B in diffusers' order, [unconditional, conditional].
+
+    Args:
+        model: eps(x, t, y=labels) trained with a null label (``cfg_loss_fn``).
+        w: the guidance weight, >= 0.
+        null_label: the index meaning "no condition"; defaults to the UNet's ``config.num_classes``.
+    """
+
+    def __init__(self, model: EpsModel, w: float, null_label: int | None = None):
+        self.model, self.w = model, _check_scale("w", w)
+        self.null_label = _null_label(model, null_label)
+
+    def __call__(self, x: Tensor, t: Tensor, y: Tensor | None = None, **kwargs) -> Tensor:
+        y = _check_labels(y, self.null_label, "classifier-free guidance")
+        if self.w == 0:
+            return self.model(x, t, y=y, **kwargs)
+        null = torch.full_like(y, self.null_label)
+        eps_u, eps_c = self.model(torch.cat([x, x]), torch.cat([t, t]), y=torch.cat([null, y]), **kwargs).chunk(2)
+        return (1 + self.w) * eps_c - self.w * eps_u
+
+
+# --- classifier guidance --------------------------------------------------------------------------------
+
+def classifier_log_prob_grad(classifier: Callable[[Tensor, Tensor], Tensor], x: Tensor, t: Tensor,
+                             y: Tensor) -> Tensor:
+    """grad_x log p_phi(y | x_t, t), one gradient per example [B, ...], through the classifier only.
+
+    ``torch.autograd.grad`` of sum_i log p_phi(y_i | x_i): examples do not interact, so row i of the result is
+    example i's gradient. Works inside a sampler's ``torch.no_grad()``; no parameter gradients accumulate.
+    """
+    with torch.enable_grad():
+        x = x.detach().requires_grad_(True)
+        logits = classifier(x, t)
+        y = _check_labels(y, logits.shape[1], "classifier guidance")
+        log_p = F.log_softmax(logits.to(torch.promote_types(logits.dtype, torch.float32)), dim=1).gather(1, y[:, None]).sum()
+        (grad,) = torch.autograd.grad(log_p, x)
+    return grad
+
+
+class ClassifierGuidance:
+    """Guide an (unconditional) eps-model with a noise-aware classifier p_phi(y | x_t, t).
+
+    algorithm="ddim" (Dhariwal & Nichol Algorithm 2): eps^ = eps - sqrt(1 - ab_t) s grad log p_phi(y | x_t).
+    algorithm="ddpm" (Algorithm 1): the DDPM mean moves to mu + s Sigma grad log p_phi. As a wrapper that is the
+    eps whose mean is the shifted one: eps' = eps - s Sigma sqrt(alpha_t) sqrt(1 - ab_t) / beta_t grad log p_phi
+    (mu = (x - beta_t / sqrt(1 - ab_t) eps) / sqrt(alpha_t)); exact when ``ddpm_step`` runs with
+    ``clip_x0=False`` and the same ``variance`` (Sigma = beta_tilde_t for "fixed_small", beta_t for "fixed_large").
+    For small beta_t and Sigma = beta_t the two coincide (sqrt(alpha_t) ~ 1).
+
+    Args:
+        model: eps(x, t, **kwargs); ``y`` is used by the classifier and not passed on.
+        classifier: logits = classifier(x_t, t) [B, K].
+        schedule: the schedule the sampler runs (a respaced one for respaced DDPM).
+        scale: s >= 0; s = 0 returns the base model's eps.
+    """
+
+    def __init__(self, model: EpsModel, classifier: Callable[[Tensor, Tensor], Tensor], schedule: Schedule,
+                 scale: float, algorithm: str = "ddim", variance: str = "fixed_small"):
+        if algorithm not in ("ddim", "ddpm"):
+            raise ValueError(f"algorithm must be 'ddim' (Algorithm 2) or 'ddpm' (Algorithm 1), got {algorithm!r}.")
+        if variance not in ("fixed_small", "fixed_large"):
+            raise ValueError(f"variance must be 'fixed_small' or 'fixed_large' (the DDPM sampler's), got {variance!r}.")
+        self.model, self.classifier, self.schedule = model, classifier, schedule
+        self.scale, self.algorithm, self.variance = _check_scale("scale", scale), algorithm, variance
+        self.num_classes = getattr(getattr(classifier, "config", None), "num_classes", None)
+
+    def eps_coefficient(self, t: Tensor) -> Tensor:
+        """c_t in eps^ = eps - s c_t grad log p_phi: sqrt(1 - ab_t) (DDIM) or Sigma sqrt(alpha_t) sqrt(1-ab_t)/beta_t."""
+        sched = self.schedule
+        c = sched.sqrt_one_minus_alpha_bar[t.cpu()]
+        if self.algorithm == "ddpm":
+            sigma2 = (sched.posterior_variance if self.variance == "fixed_small" else sched.betas)[t.cpu()]
+            c = sigma2 * sched.alphas[t.cpu()].sqrt() * c / sched.betas[t.cpu()]
+        return c.to(t.device)
+
+    def __call__(self, x: Tensor, t: Tensor, y: Tensor | None = None, **kwargs) -> Tensor:
+        if self.num_classes is not None:
+            _check_labels(y, self.num_classes, "classifier guidance")
+        eps = self.model(x, t, **kwargs)
+        if self.scale == 0:
+            return eps
+        grad = classifier_log_prob_grad(self.classifier, x, t, y)
+        c = self.eps_coefficient(t).to(eps.dtype).reshape(-1, *([1] * (x.ndim - 1)))
+        return eps - self.scale * c * grad
+
+
+# --- loss guidance --------------------------------------------------------------------------------------
+
+class LossGuidance:
+    """Steer any eps-model with a differentiable loss on the predicted clean image x0_hat.
+
+    x0_hat = (x_t - sqrt(1 - ab_t) eps) / sqrt(ab_t), and log p(y | x_t) is taken as -loss(x0_hat), so as in
+    Algorithm 2: eps^ = eps + sqrt(1 - ab_t) s grad_x loss(x0_hat(x_t)).
+
+    through_model=False (variant 1): eps is computed without a graph and held constant, so the gradient passes
+    through the scheduler's formula only: grad_x = grad_x0hat / sqrt(ab_t); one forward pass, no U-Net backward.
+    through_model=True (variant 2): the gradient also flows back through the U-Net (d eps / d x_t): one forward
+    and one backward pass, and the activations of the forward pass are kept for it.
+
+    Args:
+        loss_fn: loss_fn(x0_hat) -> per-example losses [B] (or a scalar: the sum over the batch is used).
+        scale: s >= 0.
+    """
+
+    def __init__(self, model: EpsModel, schedule: Schedule, loss_fn: Callable[[Tensor], Tensor], scale: float,
+                 through_model: bool = False):
+        self.model, self.schedule, self.loss_fn = model, schedule, loss_fn
+        self.scale, self.through_model = _check_scale("scale", scale), bool(through_model)
+
+    def __call__(self, x: Tensor, t: Tensor, **kwargs) -> Tensor:
+        if self.scale == 0:
+            return self.model(x, t, **kwargs)
+        ab = _ab(self.schedule, t, x)
+        with torch.enable_grad():
+            x_in = x.detach().requires_grad_(True)
+            if self.through_model:
+                eps = self.model(x_in, t, **kwargs)
+            else:
+                with torch.no_grad():
+                    eps = self.model(x_in, t, **kwargs)
+            x0_hat = (x_in - (1 - ab).sqrt() * eps) / ab.sqrt()
+            (grad,) = torch.autograd.grad(self.loss_fn(x0_hat).sum(), x_in)
+        return eps.detach() + self.scale * (1 - ab).sqrt() * grad
