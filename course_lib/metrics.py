@@ -180,6 +180,42 @@ def sample_report(images: Tensor, classifier: nn.Module | None = None, *, refere
     }
 
 
+def precision_recall(real_feats: Tensor, fake_feats: Tensor, k: int = 3) -> dict:
+    """Improved precision and recall (Kynkaanniemi et al. 2019) of two feature sets [N, F] and [M, F].
+
+    Each set's manifold is the union of balls around its points, each with the radius of that point's k-th
+    nearest neighbour within the set. Precision: the fraction of generated points inside the real manifold
+    (fidelity). Recall: the fraction of real points inside the generated manifold (diversity, coverage).
+    Both lie in [0, 1]; a mode-dropping generator keeps its precision and loses recall.
+    """
+    a, b = real_feats.detach().double().cpu(), fake_feats.detach().double().cpu()
+    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1]:
+        raise ValueError(f"need two feature matrices [N, F] with equal F, got {tuple(a.shape)} and {tuple(b.shape)}.")
+    if not 1 <= k < min(len(a), len(b)):
+        raise ValueError(f"k must lie in 1 ... {min(len(a), len(b)) - 1} (fewer than either set's size), got {k}.")
+
+    def radii(x):  # distance to the k-th nearest other point (column 0 is the point itself)
+        return torch.cdist(x, x).kthvalue(k + 1, dim=1).values
+
+    def inside(points, centres, r):
+        return (torch.cdist(points, centres) <= r[None, :]).any(1).double().mean().item()
+
+    return {"precision": inside(b, a, radii(a)), "recall": inside(a, b, radii(b))}
+
+
+def within_class_diversity(feats: Tensor, labels: Tensor) -> float:
+    """Mean pairwise feature distance between samples of the same label, averaged over labels with >= 2 samples."""
+    feats, labels = feats.detach().double().cpu(), labels.cpu()
+    per_class = []
+    for c in labels.unique():
+        f = feats[labels == c]
+        if len(f) >= 2:
+            d = torch.cdist(f, f)
+            per_class.append(d.sum() / (len(f) * (len(f) - 1)))
+    if not per_class:
+        raise ValueError("within_class_diversity needs at least two samples of some label.")
+    return torch.stack(per_class).mean().item()
+
 def nearest_neighbour_distance(x: Tensor, bank: Tensor) -> Tensor:
     """Euclidean distance from each image of ``x`` [N, ...] to its nearest image in ``bank`` [M, ...]: float64 [N]."""
     if x.ndim < 2 or bank.ndim != x.ndim or x.shape[1:] != bank.shape[1:]:

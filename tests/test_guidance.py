@@ -272,3 +272,31 @@ def test_mixture_data_matches_its_exact_model():
     mix = NoisedGaussianMixture(mixture_means(), 0.3, SCHEDULE)
     pred = mix.logits(x.double(), torch.zeros(4000, dtype=torch.long)).argmax(1)
     assert (pred == y).float().mean() > 0.99
+
+
+# --- fidelity and diversity ------------------------------------------------------------------------------
+
+def test_precision_recall_identities():
+    from course_lib.metrics import precision_recall
+
+    g = torch.Generator().manual_seed(0)
+    real = torch.randn(400, 4, generator=g)
+    same = precision_recall(real, real.clone())
+    assert same == {"precision": 1.0, "recall": 1.0}
+    far = precision_recall(real, real + 100.0)
+    assert far == {"precision": 0.0, "recall": 0.0}
+    # mode dropping: four well-separated clusters, a generator that draws only the first one
+    centres = 20.0 * torch.eye(4)
+    four = centres[torch.arange(400) % 4] + torch.randn(400, 4, generator=g)
+    one = centres[0] + torch.randn(200, 4, generator=g)
+    pr = precision_recall(four, one)
+    assert pr["precision"] > 0.9 and 0.2 < pr["recall"] < 0.3
+    with pytest.raises(ValueError, match="k must"):
+        precision_recall(real[:3], one[:3], k=3)
+
+
+def test_within_class_diversity():
+    from course_lib.metrics import within_class_diversity
+
+    f = torch.tensor([[0.0, 0.0], [3.0, 4.0], [10.0, 10.0], [10.0, 10.0]])
+    assert within_class_diversity(f, torch.tensor([0, 0, 1, 1])) == pytest.approx(2.5)  # (5 + 0) / 2
