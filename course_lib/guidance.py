@@ -150,10 +150,13 @@ class ClassifierGuidance:
         classifier: logits = classifier(x_t, t) [B, K].
         schedule: the schedule the sampler runs (a respaced one for respaced DDPM).
         scale: s >= 0; s = 0 returns the base model's eps.
+        model_timesteps: with a respaced ``schedule``, the original index of each of its steps (as given to
+            ``ddpm_sample``): the wrapper is then called with original indices and looks up its step's constants.
     """
 
     def __init__(self, model: EpsModel, classifier: Callable[[Tensor, Tensor], Tensor], schedule: Schedule,
-                 scale: float, algorithm: str = "ddim", variance: str = "fixed_small"):
+                 scale: float, algorithm: str = "ddim", variance: str = "fixed_small",
+                 model_timesteps: "list[int] | None" = None):
         if algorithm not in ("ddim", "ddpm"):
             raise ValueError(f"algorithm must be 'ddim' (Algorithm 2) or 'ddpm' (Algorithm 1), got {algorithm!r}.")
         if variance not in ("fixed_small", "fixed_large"):
@@ -161,15 +164,23 @@ class ClassifierGuidance:
         self.model, self.classifier, self.schedule = model, classifier, schedule
         self.scale, self.algorithm, self.variance = _check_scale("scale", scale), algorithm, variance
         self.num_classes = getattr(getattr(classifier, "config", None), "num_classes", None)
+        self.index = None
+        if model_timesteps is not None:
+            if len(model_timesteps) != schedule.num_timesteps:
+                raise ValueError(f"model_timesteps must give one original index per step of the schedule "
+                                 f"({schedule.num_timesteps}), got {len(model_timesteps)}.")
+            self.index = {int(o): i for i, o in enumerate(model_timesteps)}
 
     def eps_coefficient(self, t: Tensor) -> Tensor:
         """c_t in eps^ = eps - s c_t grad log p_phi: sqrt(1 - ab_t) (DDIM) or Sigma sqrt(alpha_t) sqrt(1-ab_t)/beta_t."""
-        sched = self.schedule
-        c = sched.sqrt_one_minus_alpha_bar[t.cpu()]
+        sched, t = self.schedule, t.cpu()
+        if self.index is not None:  # original indices -> the respaced schedule's
+            t = torch.tensor([self.index[int(v)] for v in t])
+        c = sched.sqrt_one_minus_alpha_bar[t]
         if self.algorithm == "ddpm":
-            sigma2 = (sched.posterior_variance if self.variance == "fixed_small" else sched.betas)[t.cpu()]
-            c = sigma2 * sched.alphas[t.cpu()].sqrt() * c / sched.betas[t.cpu()]
-        return c.to(t.device)
+            sigma2 = (sched.posterior_variance if self.variance == "fixed_small" else sched.betas)[t]
+            c = sigma2 * sched.alphas[t].sqrt() * c / sched.betas[t]
+        return c
 
     def __call__(self, x: Tensor, t: Tensor, y: Tensor | None = None, **kwargs) -> Tensor:
         if self.num_classes is not None:
@@ -178,7 +189,7 @@ class ClassifierGuidance:
         if self.scale == 0:
             return eps
         grad = classifier_log_prob_grad(self.classifier, x, t, y)
-        c = self.eps_coefficient(t).to(eps.dtype).reshape(-1, *([1] * (x.ndim - 1)))
+        c = self.eps_coefficient(t).to(eps.device, eps.dtype).reshape(-1, *([1] * (x.ndim - 1)))
         return eps - self.scale * c * grad
 
 

@@ -73,3 +73,17 @@ def test_shipped_models_load():
     if "ddpm_digits" in manifest:
         model = UNet.from_pretrained("ddpm_digits")
         assert model(torch.zeros(1, 1, 16, 16), torch.tensor([5])).shape == (1, 1, 16, 16)
+
+
+def test_shipped_guidance_models_load_and_take_their_inputs():
+    manifest = read_manifest()
+    if "noisy_digit_classifier" in manifest:
+        from course_lib.noisy_classifier import NoisyClassifier
+
+        clf = NoisyClassifier.from_pretrained("noisy_digit_classifier")
+        assert clf(torch.zeros(2, 1, 16, 16), torch.tensor([0, 999])).shape == (2, 10)
+    if "cfg_digits" in manifest:
+        model = UNet.from_pretrained("cfg_digits")
+        assert model.config.num_classes == 10
+        eps = model(torch.zeros(2, 1, 16, 16), torch.tensor([5, 5]), torch.tensor([3, 10]))  # a digit, the null label
+        assert eps.shape == (2, 1, 16, 16)

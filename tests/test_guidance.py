@@ -300,3 +300,20 @@ def test_within_class_diversity():
 
     f = torch.tensor([[0.0, 0.0], [3.0, 4.0], [10.0, 10.0], [10.0, 10.0]])
     assert within_class_diversity(f, torch.tensor([0, 0, 1, 1])) == pytest.approx(2.5)  # (5 + 0) / 2
+
+
+def test_ddpm_algorithm_1_on_a_respaced_schedule(noisy_classifier):
+    from course_lib.schedules import respace
+
+    taus = list(range(0, 1000, 50))
+    sub = respace(SCHEDULE, taus)
+    x, _, y = _batch(4)
+    x = x.double()
+    base = lambda x, t: 0.3 * x  # noqa: E731
+    guided = ClassifierGuidance(base, noisy_classifier, sub, 2.0, algorithm="ddpm", model_timesteps=taus)
+    i, t = 7, torch.full((4,), taus[7])  # called with the original index, as ddpm_sample(model_timesteps=) does
+    zero = torch.zeros_like(x)
+    shifted = ddpm_step(guided(x, t, y=y), x, i, sub, noise=zero).x
+    expected = ddpm_step(base(x, t), x, i, sub, noise=zero).x + 2.0 * sub.posterior_variance[i] * \
+        classifier_log_prob_grad(noisy_classifier, x, t, y)
+    torch.testing.assert_close(shifted, expected)
