@@ -14,6 +14,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("recipe", nargs="?", help=f"one of: {', '.join(RECIPES)}")
     parser.add_argument("--steps", type=int, default=None, help="override the recipe's number of steps")
     parser.add_argument("--seed", type=int, default=None, help="override the recipe's seed")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the shipped checkpoint for --steps more steps (recipes that support it)")
     parser.add_argument("--list", action="store_true", help="list the recipes and exit")
     args = parser.parse_args(argv)
     if args.list or args.recipe is None:
@@ -23,6 +25,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.recipe not in RECIPES:
         parser.error(f"unknown recipe {args.recipe!r}; choose one of {sorted(RECIPES)}")
     kwargs = {k: v for k, v in (("seed", args.seed), ("steps", args.steps)) if v is not None}
+    if args.resume:
+        import inspect
+        if "resume" not in inspect.signature(RECIPES[args.recipe]).parameters:
+            parser.error(f"recipe {args.recipe!r} cannot resume; drop --resume to train it from scratch.")
+        kwargs["resume"] = True
     metrics = RECIPES[args.recipe](**kwargs)
     print(json.dumps(metrics, indent=2))
     return 0

@@ -228,6 +228,17 @@ def test_ddim_covers_the_syllabus():
     assert any("check_ddim_sampler" in t for t in measured[0]["public"]), "the budget is checked by a public test"
 
 
+def test_guidance_covers_the_syllabus():
+    questions = {q["name"]: q for q in _questions(_master("guidance"))}
+    for topic in ("guided_eps", "cfg", "label_dropout", "classifier_grad", "cg_is_cfg", "written", "guide"):
+        assert any(topic in name for name in questions), f"no question about {topic}"
+    measured = [q for q in questions.values() if any("guided_digits_quality" in t for t in q["hidden"])]
+    assert measured, "at least one open-ended question graded by a measured result"
+    assert any("check_guidance_settings" in t for t in measured[0]["public"]), "the budget is checked by a public test"
+    hidden = "\n".join(measured[0]["hidden"])
+    assert '"accuracy"' in hidden and '"frechet"' in hidden, "graded on fidelity (accuracy) and the Frechet distance"
+
+
 @pytest.mark.parametrize("name", SETS)
 def test_student_files_hold_no_solutions_or_hidden_tests(name):
     secrets = _secret_lines(_master(name))
@@ -425,6 +436,44 @@ def test_untouched_ddim_notebook_scores_zero(fresh, tmp_path):
     result = tools.grade(tools.ROOT / "ddim" / "ddim.ipynb", "ddim")
     table = tools.format_table(result)
     print(f"\nuntouched ddim graded in {result.seconds:.0f} s\n" + table)
+    assert not result.error and result.total == 0 and sum(result.possible.values()) == 15, table
+
+
+GUIDANCE_PARTIAL = {
+    # u <= p_uncond: the same as u < p_uncond except where u equals p_uncond, which only the by-hand case has
+    "drop_labels": "def drop_labels(y, p_uncond, null_label, u):\n"
+                   "    return torch.where(u <= p_uncond, torch.full_like(y, null_label), y)",
+    # the right gradient, by .backward(): it also accumulates .grad in the classifier's parameters at every call; the
+    # by-hand values pass, every test that looks at the parameters fails
+    "classifier_grad": "def classifier_grad(classifier, x, t, y):\n"
+                       "    with torch.enable_grad():\n"
+                       "        x_in = x.detach().requires_grad_(True)\n"
+                       "        torch.log_softmax(classifier(x_in, t), dim=1).gather(1, y[:, None]).sum().backward()\n"
+                       "    return x_in.grad",
+    # a large scale: every digit as requested (the two accuracy points), collapsed towards one shape per class (no
+    # Frechet point: 3.2 on the grader's seed)
+    "GUIDE": 'GUIDE = {"scale": 10.0, "steps": 25}',
+}
+
+
+def test_guidance_partial_solution_scores_partially(fresh, tmp_path):
+    path = tmp_path / "guidance.ipynb"
+    nbformat.write(_with_answers(_solution("guidance"), GUIDANCE_PARTIAL), path)
+    result = tools.grade(path, "guidance")
+    table = tools.format_table(result)
+    print(f"\nguidance partial graded in {result.seconds:.0f} s\n" + table)
+    assert not result.error, table
+    for q in ("q1_guided_eps", "q2_cfg", "q5_cg_is_cfg"):
+        assert result.scores[q] == result.possible[q], table
+    for q, reason in (("q3_label_dropout", "u = p keeps it"), ("q4_classifier_grad", "it called .backward()")):
+        assert 0 < result.scores[q] < result.possible[q] and reason in result.reasons[q], table
+    assert result.scores["q7_guide"] == 2 and "frechet = " in result.reasons["q7_guide"], table
+
+
+def test_untouched_guidance_notebook_scores_zero(fresh, tmp_path):
+    result = tools.grade(tools.ROOT / "guidance" / "guidance.ipynb", "guidance")
+    table = tools.format_table(result)
+    print(f"\nuntouched guidance graded in {result.seconds:.0f} s\n" + table)
     assert not result.error and result.total == 0 and sum(result.possible.values()) == 15, table
 
 
@@ -647,8 +696,55 @@ DDIM_CAUGHT = {
     "q5_same_model": "the variance of r_{t-1} for alpha_bar_t = 0.25", "q6_sigma_hat": "the eta of sigma_hat for",
     "q8_sampler": "steps must be an int in 1 ... 6",
 }
+GUIDANCE_WRONG = {
+    # Q1: the sign of the classifier term flipped (eps treated as if it were the score)
+    "guided_eps": "def guided_eps(eps, grad, alpha_bar_t, s):\n"
+                  "    factor = (1 - alpha_bar_t).sqrt().reshape(-1, *[1] * (eps.ndim - 1))\n"
+                  "    return (eps + s * factor * grad).to(eps.dtype)",
+    # Q2: diffusers' line with w in place of g = 1 + w (eps_u + w (eps_c - eps_u)); the diffusers half right
+    "cfg_eps": "def cfg_eps(eps_cond, eps_uncond, w):\n"
+               "    return eps_uncond + w * (eps_cond - eps_uncond)\n\n\n"
+               "def cfg_eps_diffusers(noise_pred, guidance_scale):\n"
+               "    eps_uncond, eps_cond = noise_pred.chunk(2)\n"
+               "    return eps_uncond + guidance_scale * (eps_cond - eps_uncond)",
+    # Q3: keeps the label where u < p_uncond (drops with probability 1 - p_uncond)
+    "drop_labels": "def drop_labels(y, p_uncond, null_label, u):\n"
+                   "    return torch.where(u > p_uncond, torch.full_like(y, null_label), y)",
+    # Q4: the gradient of the logit, not of the log-probability (no log-softmax)
+    "classifier_grad": "def classifier_grad(classifier, x, t, y):\n"
+                       "    with torch.enable_grad():\n"
+                       "        x_in = x.detach().requires_grad_(True)\n"
+                       "        logit = classifier(x_in, t).gather(1, y[:, None]).sum()\n"
+                       "        return torch.autograd.grad(logit, x_in)[0]",
+    # Q5: the implied gradient with the sign of eps_c - eps_u kept (the score's minus forgotten), w taken equal to s, and
+    # the spread as the RMS distance in the plane, not per coordinate
+    "implied_classifier_grad": "def implied_classifier_grad(eps_cond, eps_uncond, alpha_bar_t):\n"
+                               "    factor = (1 - alpha_bar_t).sqrt().reshape(-1, *[1] * (eps_cond.ndim - 1))\n"
+                               "    return ((eps_cond - eps_uncond) / factor).to(eps_cond.dtype)\n\n\n"
+                               "def equivalent_weight(s):\n"
+                               "    return float(s), float(s)\n\n\n"
+                               "def tilted_spread(means, std, s, y=0):\n"
+                               "    axis = torch.linspace(-4, 4, 401, dtype=torch.float64)\n"
+                               "    grid = torch.cartesian_prod(axis, axis)\n"
+                               "    log_comp = -((grid[:, None, :] - means[None]) ** 2).sum(-1) / (2 * std ** 2)\n"
+                               "    log_p = torch.logsumexp(log_comp, 1)\n"
+                               "    w = torch.softmax(log_p + s * (log_comp[:, y] - log_p), 0)\n"
+                               "    centre = w @ grid\n"
+                               "    return math.sqrt((w @ ((grid - centre) ** 2).sum(1)).item())\n\n\n"
+                               "SPREAD = {s: tilted_spread(mixture_means(4, 0.6).double(), 0.3, s) for s in (0, 1, 2, 5, 10)}",
+    # Q7: the chapter's gpu-profile 50 steps, over the budget of 25
+    "GUIDE": 'GUIDE = {"scale": 2.0, "steps": 50}',
+}
+GUIDANCE_CAUGHT = {
+    "q1_guided_eps": "eps_hat for eps = 1, grad = 2, s = 3", "q2_cfg": "cfg_eps for eps_cond = (2, -1)",
+    "q3_label_dropout": "a label is dropped where u < p_uncond",
+    "q4_classifier_grad": "the gradient of log p(y | x) at x = 0 for logits = W x",
+    "q5_cg_is_cfg": "the implied gradient for eps_cond - eps_uncond = (1, -2)",
+    "q7_guide": "steps must be an int in 1 ... 25",
+}
 PLAUSIBLE_WRONG = {"ddpm": (DDPM_WRONG, DDPM_CAUGHT), "vae": (VAE_WRONG, VAE_CAUGHT),
-                   "iddpm": (IDDPM_WRONG, IDDPM_CAUGHT), "ddim": (DDIM_WRONG, DDIM_CAUGHT)}
+                   "iddpm": (IDDPM_WRONG, IDDPM_CAUGHT), "ddim": (DDIM_WRONG, DDIM_CAUGHT),
+                   "guidance": (GUIDANCE_WRONG, GUIDANCE_CAUGHT)}
 
 
 @pytest.mark.parametrize("name", sorted(PLAUSIBLE_WRONG))
@@ -1012,6 +1108,33 @@ def test_ddim_quick_mode_counts_the_network_evaluations(monkeypatch):
         report = grading.ddim_digits_quality({"steps": 3, "eta": eta, "spacing": "leading"})
         assert report["quick"] and report["n"] == 16 and report["nfe"] == 3 and report["timesteps"] == [666, 333, 0]
     grading.assert_quality(report, "frechet_ratio", below=1.0)  # quick mode never fails on quality
+
+
+def test_guidance_settings_check_says_what_is_wrong():
+    from course_lib.grading import GUIDANCE_BUDGET, check_guidance_settings
+
+    good = {"scale": 2.0, "steps": GUIDANCE_BUDGET["max_steps"]}
+    assert check_guidance_settings(good) == good and check_guidance_settings({"scale": 0, "steps": 1})["scale"] == 0
+    for guide, match in [({**good, "steps": 50}, "steps must be an int in 1 ... 25"), ({**good, "steps": 10.0}, "steps"),
+                         ({**good, "steps": True}, "steps"), ({**good, "scale": -1.0}, "scale must be a number in"),
+                         ({**good, "scale": float("inf")}, "scale"), ({**good, "scale": "2"}, "scale"),
+                         ({**good, "scale": 1e3}, r"\[0, 100\]"), ({"scale": 2.0}, r"is missing \['steps'\]"),
+                         ({**good, "eta": 0.0}, r"unknown keys \['eta'\]"), ([2.0, 25], "should be a dict")]:
+        with pytest.raises(AssertionError, match=match):
+            check_guidance_settings(guide)
+    with pytest.raises(TypeError):
+        GUIDANCE_BUDGET["max_steps"] = 1000  # read-only
+
+
+def test_guidance_quick_mode_counts_the_network_evaluations(monkeypatch):
+    from course_lib import grading
+
+    monkeypatch.setenv(grading.QUICK_ENV, "1")
+    report = grading.guided_digits_quality({"scale": 2.0, "steps": 4})
+    assert report["quick"] and report["n"] == 16 and report["nfe"] == 4 and report["timesteps"] == [750, 500, 250, 0]
+    assert 0 <= report["accuracy"] <= 1 and report["frechet"] >= 0
+    grading.assert_quality(report, "accuracy", 1.1)  # quick mode never fails on quality
+    grading.assert_quality(report, "frechet", below=0.0)
 
 
 # --- tamper detection (fast, no otter run) ------------------------------------------------------------

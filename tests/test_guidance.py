@@ -9,7 +9,8 @@ from course_lib.data import gaussian_mixture, mixture_means
 from course_lib.ddim import ddim_step
 from course_lib.distributions import NoisedGaussianMixture
 from course_lib.guidance import (ClassifierFreeGuidance, ClassifierGuidance, LossGuidance, cfg_loss_fn,
-                                 classifier_log_prob_grad, drop_labels)
+                                 classifier_log_prob_grad, colour_loss, drop_labels, foreground_colour,
+                                 foreground_weights)
 from course_lib.noisy_classifier import NoisyClassifier, NoisyClassifierConfig, accuracy_by_t
 from course_lib.samplers import ddpm_step
 from course_lib.schedules import get_schedule
@@ -244,12 +245,27 @@ def test_loss_guidance_variant_1_gradient_through_the_scheduler_only():
     ab = SCHEDULE.alpha_bar[t].reshape(-1, 1, 1, 1)
     x0_hat = (x - (1 - ab).sqrt() * a * x) / ab.sqrt()
     s = 0.2
-    v1 = LossGuidance(model, SCHEDULE, _quadratic(target), s, through_model=False)(x, t)
+    v1 = LossGuidance(model, SCHEDULE, _quadratic(target), s, through_model=False, weighting="constant")(x, t)
     torch.testing.assert_close(v1, a * x + s * (1 - ab).sqrt() * 2 * (x0_hat - target) / ab.sqrt())
     # variant 2: d x0_hat / dx = (1 - sqrt(1 - ab) a) / sqrt(ab) for this linear model
-    v2 = LossGuidance(model, SCHEDULE, _quadratic(target), s, through_model=True)(x, t)
+    v2 = LossGuidance(model, SCHEDULE, _quadratic(target), s, through_model=True, weighting="constant")(x, t)
     grad2 = 2 * (x0_hat - target) * (1 - (1 - ab).sqrt() * a) / ab.sqrt()
     torch.testing.assert_close(v2, a * x + s * (1 - ab).sqrt() * grad2)
+
+
+def test_loss_guidance_snr_weighting_is_one_gradient_step_on_x0_hat():
+    """weighting="snr", variant 1: the DDIM step's x0_hat is x0_hat - s grad_{x0_hat} loss, at any noise level."""
+    x, _, _ = _batch(4)
+    x, target, a, s = x.double(), torch.full((4, 1, 8, 8), 0.5, dtype=torch.float64), 0.7, 0.3
+    model = lambda x, t: a * x  # noqa: E731
+    for step in (999, 500, 20):
+        t = torch.full((4,), step)
+        x0_hat = ddim_step(model(x, t), x, step, step - 10, SCHEDULE).x0_hat
+        guided = LossGuidance(model, SCHEDULE, _quadratic(target), s, weighting="snr")(x, t)
+        torch.testing.assert_close(ddim_step(guided, x, step, step - 10, SCHEDULE).x0_hat,
+                                   x0_hat - s * 2 * (x0_hat - target))
+    with pytest.raises(ValueError, match="weighting"):
+        LossGuidance(model, SCHEDULE, _quadratic(target), s, weighting="linear")
 
 
 def test_loss_guidance_scale_0_and_lowers_the_loss_in_one_ddim_step():
@@ -317,3 +333,22 @@ def test_ddpm_algorithm_1_on_a_respaced_schedule(noisy_classifier):
     expected = ddpm_step(base(x, t), x, i, sub, noise=zero).x + 2.0 * sub.posterior_variance[i] * \
         classifier_log_prob_grad(noisy_classifier, x, t, y)
     torch.testing.assert_close(shifted, expected)
+
+
+def test_colour_loss_is_zero_on_the_target_colour_and_its_gradient_recolours_the_foreground():
+    from course_lib.data import render_shape
+    red = render_shape("circle", "red", "large", "center").unsqueeze(0)  # palette red (230, 40, 40) on black
+    rgb = (foreground_colour(red) + 1) * 127.5
+    assert (rgb - torch.tensor([230.0, 40.0, 40.0])).abs().max() < 6  # edges count little
+    painted = torch.where(red > -1, torch.tensor([230.0, 40.0, 40.0]).view(1, 3, 1, 1) / 127.5 - 1, red)
+    assert colour_loss((230, 40, 40))(painted.float()).item() < 1e-6
+    x = red.clone().requires_grad_(True)
+    loss = colour_loss((255, 140, 0))(x)
+    (grad,) = torch.autograd.grad(loss.sum(), x)
+    background = foreground_weights(red) < 1e-6
+    assert grad.masked_select(background.expand_as(grad)).abs().max() == 0  # black pixels carry no weight
+    assert colour_loss((255, 140, 0))(x.detach() - 0.1 * grad) < loss.detach()  # a gradient step helps
+    with pytest.raises(ValueError, match="0..255"):
+        colour_loss((300, 0, 0))
+    with pytest.raises(ValueError, match="RGB"):
+        foreground_weights(torch.zeros(2, 1, 8, 8))

@@ -18,13 +18,16 @@ Grading infrastructure:
 Measured runs ("train to a measured quality" questions): ``measured`` (cache, quick mode, budget helpers),
 then one module per exercise set: ``ddpm`` (``ddpm_digits_quality``), ``vae`` (``vae_digits_elbo``),
 ``ddim`` (``ddim_digits_quality``: no training, a sampler's settings under a budget of network evaluations).
-The improved-DDPM set's is ``iddpm`` (``iddpm_digits_bound``: a held-out bound in bits/dim, every digit sampled).
+The improved-DDPM set's is ``iddpm`` (``iddpm_digits_bound``: a held-out bound in bits/dim, every digit sampled); the
+guidance set's is ``guidance`` (``guided_digits_quality``: no training, classifier guidance's scale and steps, graded
+on the requested digit's accuracy and the Frechet distance).
 """
 
 from .checks import assert_close, assert_quality, assert_tensor
 from .ddim import DDIM_BUDGET, check_ddim_sampler, ddim_digits_quality
 from .ddpm import DDPM_BUDGET, check_ddpm_config, ddpm_digits_quality, score_samples
 from .guards import install_guards
+from .guidance import GUIDANCE_BUDGET, check_guidance_settings, guided_digits_quality
 from .iddpm import IDDPM_BUDGET, check_iddpm_config, iddpm_digits_bound
 from .integrity import TAMPER_PREFIX, tamper_reason
 from .limits import CELL_TIMEOUT_S, MAX_OUTPUT_CHARS, TEST_TIMEOUT_S, GradingTimeout, time_limit
@@ -37,4 +40,5 @@ __all__ = ["CELL_TIMEOUT_S", "DDPM_BUDGET", "GradingGuard", "GradingTimeout", "M
            "check_ddpm_config", "check_vae_config", "ddpm_digits_quality", "install_guards", "quick_mode", "score_samples",
            "tamper_reason", "time_limit", "vae_digits_elbo",
            "DDIM_BUDGET", "check_ddim_sampler", "ddim_digits_quality",
-           "IDDPM_BUDGET", "check_iddpm_config", "iddpm_digits_bound"]
+           "IDDPM_BUDGET", "check_iddpm_config", "iddpm_digits_bound",
+           "GUIDANCE_BUDGET", "check_guidance_settings", "guided_digits_quality"]

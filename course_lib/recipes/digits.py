@@ -1,8 +1,4 @@
-"""Recipes for the shipped checkpoints: each function trains one model from scratch and saves it.
-
-Run one with ``python -m course_lib.train <name>`` (``--list`` shows them). Every recipe is seeded; the
-manifest records its steps, wall time, hardware and the metric it reached.
-"""
+"""Recipes of chapters 1-4: the digits classifier, the DDPM / improved-DDPM digits models and the VAEs."""
 
 from __future__ import annotations
 
@@ -10,15 +6,15 @@ from dataclasses import asdict, dataclass, replace
 
 import torch
 
-from .checkpoints import save_checkpoint
-from .profiles import default_device
+from ..checkpoints import save_checkpoint
+from ..profiles import default_device
 
 
 def digit_classifier(steps: int = 1500, seed: int = 0) -> dict:
     """The 11-way digits classifier behind ``metrics`` (digits 0-9 + "not a digit"), 16x16 inputs."""
-    from .data import digits
-    from .metrics import NOT_A_DIGIT, ClassifierConfig, DigitClassifier, accuracy, classifier_loss_fn, negatives
-    from .trainer import train
+    from ..data import digits
+    from ..metrics import NOT_A_DIGIT, ClassifierConfig, DigitClassifier, accuracy, classifier_loss_fn, negatives
+    from ..trainer import train
 
     torch.manual_seed(seed)
     x, y = digits("train", image_size=16)
@@ -57,6 +53,24 @@ class DDPMDigitsSettings:
 DDPM_DIGITS = DDPMDigitsSettings()
 
 
+
+def ema_snapshots(ema, snapshot_dir: str, name: str, every: int = 500, done: int = 0):
+    """A ``train`` callback that writes the EMA weights to ``<snapshot_dir>/<name>_step<N>.safetensors`` every
+    ``every`` steps (N counts ``done`` earlier steps too, for resumed runs). Not shipped: for inspecting a long
+    run, or for shipping one of its snapshots by hand."""
+    from pathlib import Path
+
+    from safetensors.torch import save_file
+
+    Path(snapshot_dir).mkdir(parents=True, exist_ok=True)
+
+    def snapshot(step, loss):
+        if (step + 1) % every == 0:
+            state = {k: v.detach().cpu().contiguous() for k, v in ema.state_dict().items()}
+            save_file(state, str(Path(snapshot_dir) / f"{name}_step{done + step + 1}.safetensors"))
+
+    return snapshot
+
 def ddpm_digits(steps: int = DDPM_DIGITS.steps, seed: int = DDPM_DIGITS.seed, num_samples: int = 256,
                 batch_size: int = DDPM_DIGITS.batch_size, snapshot_dir: str = "runs") -> dict:
     """DDPM (linear schedule, T = 1000, L_simple) on 16x16 digits with the default small U-Net.
@@ -65,16 +79,13 @@ def ddpm_digits(steps: int = DDPM_DIGITS.steps, seed: int = DDPM_DIGITS.seed, nu
     steps the EMA weights are written to ``<snapshot_dir>/ddpm_digits_step<N>.safetensors`` (not shipped) so a
     long run can be inspected or resumed by hand.
     """
-    from pathlib import Path
-
-    from safetensors.torch import save_file
-    from .data import digits
-    from .losses import diffusion_loss_fn
-    from .metrics import sample_report
-    from .samplers import ddpm_sample
-    from .schedules import get_schedule
-    from .trainer import train
-    from .unet import UNet, UNetConfig
+    from ..data import digits
+    from ..losses import diffusion_loss_fn
+    from ..metrics import sample_report
+    from ..samplers import ddpm_sample
+    from ..schedules import get_schedule
+    from ..trainer import train
+    from ..unet import UNet, UNetConfig
 
     settings = replace(DDPM_DIGITS, steps=steps, seed=seed, batch_size=batch_size)
     torch.manual_seed(seed)
@@ -84,15 +95,9 @@ def ddpm_digits(steps: int = DDPM_DIGITS.steps, seed: int = DDPM_DIGITS.seed, nu
     device = default_device()
     model, ema = UNet(config), UNet(config)
     ema.load_state_dict(model.state_dict())
-    Path(snapshot_dir).mkdir(parents=True, exist_ok=True)
-
-    def snapshot(step, loss):
-        if (step + 1) % 500 == 0:
-            state = {k: v.detach().cpu().contiguous() for k, v in ema.state_dict().items()}
-            save_file(state, str(Path(snapshot_dir) / f"ddpm_digits_step{step + 1}.safetensors"))
-
     result = train(model, diffusion_loss_fn(schedule, torch.Generator().manual_seed(seed + 1)), (x,),
-                   device=device, callback=snapshot, ema_model=ema, **settings.train_kwargs())
+                   device=device, callback=ema_snapshots(ema, snapshot_dir, "ddpm_digits"), ema_model=ema,
+                   **settings.train_kwargs())
     ema = result.ema_model
     samples = ddpm_sample(ema, (num_samples, 1, 16, 16), schedule, generator=torch.Generator().manual_seed(seed),
                           device=device)
@@ -115,14 +120,14 @@ def iddpm_digits(variant: str = "hybrid", steps: int = DDPM_DIGITS.steps, seed: 
     decoder term of L_hybrid needs; ``ddpm_digits`` trained on the unrounded values (they differ by < 1/255).
     Saves ``iddpm_digits_<variant>`` (or ``name``) with its samples' metrics and held-out bits/dim in the manifest.
     """
-    from .data import digits
-    from .distributions import quantize
-    from .losses import l_hybrid, l_simple
-    from .metrics import sample_report
-    from .samplers import ddpm_sample
-    from .schedules import get_schedule
-    from .trainer import train
-    from .unet import UNet, UNetConfig
+    from ..data import digits
+    from ..distributions import quantize
+    from ..losses import l_hybrid, l_simple
+    from ..metrics import sample_report
+    from ..samplers import ddpm_sample
+    from ..schedules import get_schedule
+    from ..trainer import train
+    from ..unet import UNet, UNetConfig
 
     if variant not in ("cosine", "hybrid"):
         raise ValueError(f"variant must be 'cosine' (cosine schedule, L_simple) or 'hybrid' (cosine, L_hybrid, "
@@ -167,10 +172,10 @@ def held_out_bits_per_dim(model, variance: str, seed: int = DDPM_DIGITS.seed) ->
     after the clipped beta of the cosine schedule, holds about 0.23 bits/dim that a wide range would sample
     once per image: Chapter 3, page 3).
     """
-    from .data import digits
-    from .distributions import quantize
-    from .likelihood import timestep_strata, vlb_bits_per_dim
-    from .schedules import get_schedule
+    from ..data import digits
+    from ..distributions import quantize
+    from ..likelihood import timestep_strata, vlb_bits_per_dim
+    from ..schedules import get_schedule
 
     x_test = quantize(digits("test", image_size=16)[0])
     vlb = vlb_bits_per_dim(model, x_test, get_schedule("cosine", 1000), strata=timestep_strata(1000, **HELD_OUT_STRATA),
@@ -206,10 +211,10 @@ def vae_digits(steps: int = 2000, seed: int = 0, names: tuple[str, ...] | None =
     """
     from dataclasses import replace
 
-    from .data import digits
-    from .distributions import quantize
-    from .metrics import sample_report
-    from .vae import VAE, VAEConfig, evaluate, train_vae
+    from ..data import digits
+    from ..distributions import quantize
+    from ..metrics import sample_report
+    from ..vae import VAE, VAEConfig, evaluate, train_vae
 
     x_train, x_test = (quantize(digits(split, image_size=16)[0]) for split in ("train", "test"))
     small = {"channels": (16, 32, 32), "blocks_per_level": 0}
@@ -251,94 +256,3 @@ def vae_digits(steps: int = 2000, seed: int = 0, names: tuple[str, ...] | None =
 
 
 # --- chapter 5: guidance ----------------------------------------------------------------------------------
-
-def noisy_digit_classifier(steps: int = 2000, seed: int = 0) -> dict:
-    """p_phi(y | x_t, t) on 16x16 digits under ddpm_digits' linear schedule (classifier guidance, chapter 5)."""
-    from .data import digits
-    from .metrics import DigitClassifier
-    from .noisy_classifier import NoisyClassifier, NoisyClassifierConfig, accuracy_by_t, noisy_classifier_loss_fn
-    from .schedules import get_schedule
-    from .trainer import train
-
-    torch.manual_seed(seed)
-    x, y = digits("train", image_size=16)
-    schedule = get_schedule("linear", 1000)
-    config = NoisyClassifierConfig()
-    result = train(NoisyClassifier(config), noisy_classifier_loss_fn(schedule, torch.Generator().manual_seed(seed + 1)),
-                   (x, y), steps=steps, batch_size=128, lr=1e-3, weight_decay=1e-4, warmup_steps=100,
-                   ema_decay=0.999, seed=seed, device="cpu")
-    clf = result.ema_model.cpu().eval()
-    xt, yt = digits("test", image_size=16)
-    ts = [0, 100, 250, 500, 750, 900, 999]
-    metrics = {"timesteps": ts, "test_accuracy_by_t": accuracy_by_t(clf, xt, yt, schedule, ts),
-               "clean_classifier_accuracy_by_t": accuracy_by_t(DigitClassifier.from_pretrained(), xt, yt, schedule, ts),
-               "final_loss": sum(result.losses[-100:]) / 100, "schedule": "linear"}
-    save_checkpoint("noisy_digit_classifier", clf, model_kind="noisy_classifier", config=config.to_dict(),
-                    recipe="python -m course_lib.train noisy_digit_classifier", steps=steps,
-                    wall_time_s=result.wall_time_s, metrics=metrics)
-    return metrics
-
-
-def cfg_digits(p_uncond: float = 0.1, steps: int = DDPM_DIGITS.steps, seed: int = DDPM_DIGITS.seed,
-               num_samples: int = 250, name: str | None = None) -> dict:
-    """Class-conditional DDPM on digits with a null label, for classifier-free guidance (Ho & Salimans Alg. 1).
-
-    ddpm_digits' schedule (linear, T = 1000), U-Net and settings (``DDPM_DIGITS``), plus ``num_classes=10``
-    (label 10 is the null label) and labels dropped with probability ``p_uncond``. The manifest records, for
-    w = 0 and w = 1 (DDIM, 50 steps, eta = 0), the fraction of samples the digits classifier reads as the
-    requested digit and the samples' Frechet distance.
-    """
-    from .data import digits
-    from .ddim import ddim_sample, ddim_timesteps
-    from .guidance import ClassifierFreeGuidance, cfg_loss_fn
-    from .metrics import DigitClassifier, predict, sample_report
-    from .schedules import get_schedule
-    from .trainer import train
-    from .unet import UNet, UNetConfig
-
-    name = name or ("cfg_digits" if p_uncond == 0.1 else f"cfg_digits_p{round(p_uncond * 100):02d}")
-    settings = replace(DDPM_DIGITS, steps=steps, seed=seed)
-    torch.manual_seed(seed)
-    x, y = digits("train", image_size=16)
-    schedule = get_schedule("linear", 1000)
-    config = UNetConfig(num_classes=10)
-    model, ema = UNet(config), UNet(config)
-    ema.load_state_dict(model.state_dict())
-    loss_fn = cfg_loss_fn(schedule, p_uncond, null_label=10, generator=torch.Generator().manual_seed(seed + 1))
-    result = train(model, loss_fn, (x, y), device=default_device(), ema_model=ema, **settings.train_kwargs())
-    ema = result.ema_model.cpu().eval()
-    labels = torch.arange(num_samples) % 10
-    metrics = {"p_uncond": p_uncond, "final_loss": sum(result.losses[-100:]) / 100, "schedule": "linear",
-               "null_label": 10}
-    clf = DigitClassifier.from_pretrained()
-    for w in (0.0, 1.0):
-        samples = ddim_sample(ClassifierFreeGuidance(ema, w), (num_samples, 1, 16, 16), schedule,
-                              ddim_timesteps(1000, 50), generator=torch.Generator().manual_seed(seed), y=labels)
-        samples = samples.clamp(-1, 1)
-        probs, _ = predict(clf, samples)
-        report = sample_report(samples, clf)
-        metrics[f"w{w:g}_class_accuracy"] = (probs[:, :10].argmax(1) == labels).float().mean().item()
-        metrics[f"w{w:g}_frechet"] = report["frechet"]
-    metrics["frechet_real"] = report["frechet_real"]
-    save_checkpoint(name, ema, model_kind="unet", config=config.to_dict(),
-                    recipe=f"python -m course_lib.train {name}", steps=steps, wall_time_s=result.wall_time_s,
-                    metrics=metrics)
-    return metrics
-
-
-def cfg_digits_p20(steps: int = DDPM_DIGITS.steps, seed: int = DDPM_DIGITS.seed) -> dict:
-    """``cfg_digits`` with p_uncond = 0.2 (the CFG paper's other setting, chapter 5)."""
-    return cfg_digits(0.2, steps=steps, seed=seed)
-
-
-RECIPES = {
-    "digit_classifier": digit_classifier,
-    "ddpm_digits": ddpm_digits,
-    "vae_digits": vae_digits,
-    "iddpm_digits_cosine": iddpm_digits_cosine,
-    "iddpm_digits_hybrid": iddpm_digits_hybrid,
-    "iddpm_digits_cosine_seed1": iddpm_digits_cosine_seed1,
-    "noisy_digit_classifier": noisy_digit_classifier,
-    "cfg_digits": cfg_digits,
-    "cfg_digits_p20": cfg_digits_p20,
-}

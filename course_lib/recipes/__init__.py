@@ -1,0 +1,27 @@
+"""Recipes for the shipped checkpoints: each function trains one model from scratch and saves it.
+
+Run one with ``python -m course_lib.train <name>`` (``--list`` shows them). Every recipe is seeded; the
+manifest records its steps, wall time, hardware and the metric it reached.
+
+Chapters 1-4 live in ``recipes.digits``, chapter 5 in ``recipes.guidance``; ``RECIPES`` names every one.
+"""
+
+from __future__ import annotations
+
+from .digits import (DDPM_DIGITS, HELD_OUT_STRATA, DDPMDigitsSettings, ddpm_digits, digit_classifier,
+                     held_out_bits_per_dim, iddpm_digits, iddpm_digits_cosine, iddpm_digits_cosine_seed1,
+                     iddpm_digits_hybrid, vae_digits)
+from .guidance import cfg_digits, cfg_digits_p20, ddpm_shapes, noisy_digit_classifier
+
+RECIPES = {
+    "digit_classifier": digit_classifier,
+    "ddpm_digits": ddpm_digits,
+    "vae_digits": vae_digits,
+    "iddpm_digits_cosine": iddpm_digits_cosine,
+    "iddpm_digits_hybrid": iddpm_digits_hybrid,
+    "iddpm_digits_cosine_seed1": iddpm_digits_cosine_seed1,
+    "noisy_digit_classifier": noisy_digit_classifier,
+    "cfg_digits": cfg_digits,
+    "cfg_digits_p20": cfg_digits_p20,
+    "ddpm_shapes": ddpm_shapes,
+}
