@@ -1,7 +1,7 @@
 """Structure of the notebooks: no stored outputs, the Colab set-up cell, a measured check cell, all in the toc.
 
-Whether they *run* is checked where they are executed: `make book` (cpu profile, every check cell, time budgets;
-``tools/execute.py``) and `make test-notebooks` (quick profile).
+Whether they *run* is checked where they are executed: CI (quick profile, once each, ``tools/execute.py``),
+`make book` (cpu profile, every check cell) and `make test-notebooks` (nbval, quick profile).
 """
 
 import json

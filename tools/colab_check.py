@@ -13,6 +13,11 @@
 
 Prints a table (notebook, seconds, result) and fails if any notebook failed. The venv is kept in
 ``_build/colab-venv`` between runs (re-created when the Python, torch or the package's dependencies change).
+
+``--venv-only`` stops after step 2: the venv's kernel is installed as ``colab-check``, and CI runs the book's
+notebooks in it (``make book PROFILE=quick KERNEL=colab-check``: each chapter notebook is executed once per CI run,
+as a student's Colab would run it, and the site is built from those outputs). ``--exercises-only`` then runs just
+the exercise solutions here (the chapters already ran).
 """
 
 from __future__ import annotations
@@ -97,10 +102,11 @@ def make_venv(python: str, sdist: Path) -> Path:
     return VENV / "bin" / "python"
 
 
-def stage(work: Path) -> list[Path]:
-    """Copy what a student opens into ``work``: chapter notebooks; each set's solution with its public tests."""
+def stage(work: Path, chapters: bool = True) -> list[Path]:
+    """Copy what a student opens into ``work``: chapter notebooks (if ``chapters``); each set's solution with its
+    public tests."""
     staged = []
-    for nb in sorted(ROOT.glob("chapters/*/*.ipynb")):
+    for nb in sorted(ROOT.glob("chapters/*/*.ipynb")) if chapters else []:
         target = work / nb.relative_to(ROOT)
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(nb, target)
@@ -136,6 +142,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=2,
                         help="notebooks run at once, each with cores / jobs threads (default 2: most of a quick "
                              "notebook is kernel start-up and imports)")
+    parser.add_argument("--venv-only", action="store_true",
+                        help="only build the package and the venv with its kernel `colab-check`; run nothing")
+    parser.add_argument("--exercises-only", action="store_true",
+                        help="run only the exercise sets' solutions (the chapters ran in the book's kernel)")
     args = parser.parse_args(argv)
     if args.jobs < 1:
         parser.error(f"--jobs must be at least 1, got {args.jobs}")
@@ -144,6 +154,9 @@ def main(argv: list[str] | None = None) -> int:
     sdist = build_dists(ROOT / "_build" / "dist")
     python = make_venv(args.python, sdist)
     install_s = time.perf_counter() - start
+    if args.venv_only:
+        print(f"colab-check venv ready in {install_s:.0f} s: kernel `colab-check` ({python})")
+        return 0
     work = Path(tempfile.mkdtemp(prefix="colab-check-"))
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     env.update(COURSE_PROFILE="quick", COURSE_GRADING_QUICK="1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
@@ -166,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         with ThreadPoolExecutor(max_workers=args.jobs) as pool:  # each notebook is its own process
-            rows = list(pool.map(run_one, stage(work)))
+            rows = list(pool.map(run_one, stage(work, chapters=not args.exercises_only)))
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)

@@ -116,10 +116,10 @@ def expected_colab_url(page_rel: str) -> str:
 
 def _exercise_secrets() -> dict[str, set[str]]:
     """{set: lines of its solutions and hidden tests}, with the detector the exercise tests use."""
-    spec = importlib.util.spec_from_file_location("course_exercise_tests", ROOT / "tests" / "test_exercises.py")
+    spec = importlib.util.spec_from_file_location("course_exercise_helpers", ROOT / "tests" / "exercises" / "helpers.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return {name: module._secret_lines(module._master(name)) for name in module.SETS}
+    return {name: module.secret_lines(module.master(name)) for name in module.SETS}
 
 
 def check_site(root: Path, *, secrets: dict[str, set[str]] | None = None, screenshots: Path | None = None,
