@@ -22,7 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 TARGET_CHAPTERS = 8
 HEAVIER = 2.0
-TEST_WORKERS = 2
+TEST_WORKERS = 2  # the cores the test workers share (make test runs 3 workers on 2 cores)
 
 
 def parse_phases(args: list[str]) -> dict[str, float]:

@@ -5,7 +5,8 @@
 
 The site is served from localhost and every request elsewhere is refused, as on a laptop without internet.
 Per page: no console errors or failed requests; MathJax ran and left no raw TeX; every ``<img>`` loaded; every
-internal link and ``#anchor`` resolves; every animation player and slider is there and steps; a notebook page's
+internal link and ``#anchor`` resolves; no display equation is wider than its column; every animation player and
+slider is there and steps; a notebook page's
 Colab button opens that page's own notebook in the repository of ``_config.yml``; exercise pages hold no solution
 or hidden test. Site-wide: the search page finds "ELBO". Screenshots of a few pages go to ``_build/screenshots/``.
 
@@ -63,6 +64,16 @@ _STEP_PLAYERS = """async () => {
   }
   return out;
 }"""
+
+
+# Display equations wider than the column they sit in (at 1280 px with both sidebars the column is about 688 px):
+# MathJax then cuts them off or makes the reader scroll sideways. Break them with `aligned`.
+_WIDE_MATH = """() => [...document.querySelectorAll('mjx-container[display="true"]')].map(c => {
+  const m = c.querySelector('mjx-math');
+  return {width: Math.round(m ? m.getBoundingClientRect().width : c.scrollWidth),
+          room: Math.round(c.getBoundingClientRect().width),
+          tex: (c.querySelector('mjx-assistive-mml math') || c).textContent.replace(/\\s+/g, ' ').slice(0, 50)};
+}).filter(d => d.width > d.room + 2)"""
 
 
 def _serve(root: Path) -> tuple[http.server.ThreadingHTTPServer, str]:
@@ -163,6 +174,9 @@ def check_site(root: Path, *, secrets: dict[str, set[str]] | None = None, screen
                 text = page.evaluate(_VISIBLE_TEXT)
                 for m in list(RAW_TEX.finditer(text))[:3]:
                     problems.append(f"{rel}: raw TeX left after MathJax ran: ...{text[max(m.start() - 40, 0):m.end() + 40]!r}")
+                for wide in page.evaluate(_WIDE_MATH):
+                    problems.append(f"{rel}: a display equation is {wide['width']} px wide in a {wide['room']} px "
+                                    f"column (break it with aligned): {wide['tex']!r}")
                 for src in page.evaluate("() => [...document.images].filter(i => !(i.complete && i.naturalWidth > 0))"
                                          ".map(i => i.currentSrc || i.src)"):
                     problems.append(f"{rel}: image did not load: {src[:100]}")
@@ -224,6 +238,8 @@ _BROKEN_PAGE = """<!DOCTYPE html><html><head><meta charset="utf-8"><title>broken
 <a href="nowhere.html">a broken link</a> <a href="#no-such-anchor">a broken anchor</a> <a id="here" href="#here">ok</a>
 <img src="https://cdn.example.org/remote.png">
 <div class="animation"><img src="data:image/png;base64,iVBORw0KGgo="><button title="Next frame"></button></div>
+<div style="width: 300px"><mjx-container display="true" style="display: block"><mjx-math
+style="display: inline-block; width: 900px">a very long display</mjx-math></mjx-container></div>
 </article></body></html>"""
 
 
@@ -236,7 +252,8 @@ def self_test() -> list[str]:
     expected = {"console error": "deliberate console error", "raw TeX": "raw TeX", "missing image": "missing.png",
                 "broken link": "nowhere.html", "broken anchor": "no-such-anchor",
                 "request leaving localhost": "request failed: https://cdn.example.org",
-                "player that does not step": "player does not step"}
+                "player that does not step": "player does not step",
+                "equation wider than the column": "a display equation is 900 px wide in a 300 px column"}
     return [f"the {what} check did not fire" for what, needle in expected.items() if needle not in found]
 
 
