@@ -91,7 +91,12 @@ def secret_lines(nb) -> set[str]:
             public.update([cell.source, ast.unparse(ast.parse(cell.source).body[-1])])
         elif cell.cell_type != "raw":
             public.add(cell.source)
-    public_text = "\n".join(public)
+    # the chapters and the library are public too: a line a chapter page shows (a seeded generator, a line of
+    # library source it prints) is no secret
+    chapters = ["".join(c["source"]) for p in sorted((REPO / "chapters").glob("*/*.ipynb"))
+                for c in json.loads(p.read_text())["cells"]]
+    library = [p.read_text() for p in sorted((REPO / "course_lib").rglob("*.py")) if "grading" not in p.parts]
+    public_text = "\n".join([*public, *chapters, *library])
     return {line for line in secret if len(line) >= 25 and line not in public_text}
 
 
