@@ -10,6 +10,7 @@ import datetime as _dt
 import hashlib
 import json
 import platform
+import warnings
 from pathlib import Path
 
 import torch
@@ -55,8 +56,19 @@ def save_checkpoint(name: str, model: nn.Module, *, model_kind: str, config: dic
         recipe: the command that re-creates it, e.g. "python -m course_lib.train ddpm_digits".
         metrics: what the checkpoint measured after training (e.g. {"sample_accuracy": 0.97}).
         dtype: storage dtype for floating tensors (float16 halves the file; loading casts back to float32).
+        directory: where to write (the package's shipped checkpoints by default; a test or a long run of your own
+            passes its own folder).
+
+    Under ``accelerate launch`` only process 0 writes; on the other processes this warns and writes nothing, so a
+    checkpoint and its manifest entry are written once (recipes skip the call there: ``TrainResult.is_main_process``).
     """
+    from .trainer import process_index
+
     directory = Path(directory)
+    if process_index() != 0:
+        warnings.warn(f"save_checkpoint({name!r}) on process {process_index()} of a launched run wrote nothing: only "
+                      "process 0 writes checkpoints. Guard the call with `if result.is_main_process:`.", stacklevel=2)
+        return directory / f"{name}.safetensors"
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{name}.safetensors"
     state = {k: (v.to(dtype) if v.is_floating_point() else v).detach().cpu().contiguous()

@@ -368,13 +368,14 @@ def train_vae(model: VAE, images: Tensor, *, beta: float = 1.0, steps: int = 200
               history: list[dict[str, float]] | None = None, progress: bool = True):
     """The chapter's training procedure: ``trainer.train`` (AdamW, EMA) on ``elbo(...).loss`` over ``images``.
 
-    The reparameterization noise comes from ``torch.Generator().manual_seed(seed)`` and the trainer shuffles with
-    ``seed``, so a run is repeatable. Returns the trainer's ``TrainResult``; its ``ema_model`` is what the
-    shipped checkpoints hold. ``history`` collects the two terms per step, as in ``elbo_loss_fn``.
+    The reparameterization noise comes from ``trainer.process_generator(seed)`` (``seed`` itself in one process) and
+    the trainer shuffles with ``seed``, so a run is repeatable. Returns the trainer's ``TrainResult``; its
+    ``ema_model`` is what the shipped checkpoints hold. ``history`` collects the two terms per step, as in
+    ``elbo_loss_fn`` (launched, each process's own share of the batch).
     """
-    from .trainer import train
+    from .trainer import process_generator, train
 
-    loss_fn = elbo_loss_fn(beta, torch.Generator().manual_seed(seed), history)
+    loss_fn = elbo_loss_fn(beta, process_generator(seed), history)
     return train(model, loss_fn, (images,), steps=steps, batch_size=batch_size, lr=lr, ema_decay=ema_decay,
                  seed=seed, device=device, progress=progress)
 

@@ -14,15 +14,17 @@ def digit_classifier(steps: int = 1500, seed: int = 0) -> dict:
     """The 11-way digits classifier behind ``metrics`` (digits 0-9 + "not a digit"), 16x16 inputs."""
     from ..data import digits
     from ..metrics import NOT_A_DIGIT, ClassifierConfig, DigitClassifier, accuracy, classifier_loss_fn, negatives
-    from ..trainer import train
+    from ..trainer import process_generator, train
 
     torch.manual_seed(seed)
     x, y = digits("train", image_size=16)
     config = ClassifierConfig()
     model = DigitClassifier(config)
-    gen = torch.Generator().manual_seed(seed + 1)
+    gen = process_generator(seed + 1)
     result = train(model, classifier_loss_fn(gen), (x, y), steps=steps, batch_size=128, lr=2e-3,
                    weight_decay=1e-4, ema_decay=0.995, seed=seed, device="cpu")
+    if not result.is_main_process:  # under accelerate launch, process 0 alone measures and saves
+        return {}
     clf = result.ema_model.cpu()
     xt, yt = digits("test", image_size=16)
     neg = negatives(xt, torch.Generator().manual_seed(123))
@@ -84,7 +86,7 @@ def ddpm_digits(steps: int = DDPM_DIGITS.steps, seed: int = DDPM_DIGITS.seed, nu
     from ..metrics import sample_report
     from ..samplers import ddpm_sample
     from ..schedules import get_schedule
-    from ..trainer import train
+    from ..trainer import process_generator, train
     from ..unet import UNet, UNetConfig
 
     settings = replace(DDPM_DIGITS, steps=steps, seed=seed, batch_size=batch_size)
@@ -95,9 +97,11 @@ def ddpm_digits(steps: int = DDPM_DIGITS.steps, seed: int = DDPM_DIGITS.seed, nu
     device = default_device()
     model, ema = UNet(config), UNet(config)
     ema.load_state_dict(model.state_dict())
-    result = train(model, diffusion_loss_fn(schedule, torch.Generator().manual_seed(seed + 1)), (x,),
+    result = train(model, diffusion_loss_fn(schedule, process_generator(seed + 1)), (x,),
                    device=device, callback=ema_snapshots(ema, snapshot_dir, "ddpm_digits"), ema_model=ema,
                    **settings.train_kwargs())
+    if not result.is_main_process:
+        return {}
     ema = result.ema_model
     samples = ddpm_sample(ema, (num_samples, 1, 16, 16), schedule, generator=torch.Generator().manual_seed(seed),
                           device=device)
@@ -126,7 +130,7 @@ def iddpm_digits(variant: str = "hybrid", steps: int = DDPM_DIGITS.steps, seed: 
     from ..metrics import sample_report
     from ..samplers import ddpm_sample
     from ..schedules import get_schedule
-    from ..trainer import train
+    from ..trainer import process_generator, train
     from ..unet import UNet, UNetConfig
 
     if variant not in ("cosine", "hybrid"):
@@ -140,13 +144,15 @@ def iddpm_digits(variant: str = "hybrid", steps: int = DDPM_DIGITS.steps, seed: 
     config = UNetConfig(out_channels=2 if learned else None)
     model, ema = UNet(config), UNet(config)
     ema.load_state_dict(model.state_dict())
-    gen = torch.Generator().manual_seed(seed + 1)
+    gen = process_generator(seed + 1)
     loss = l_hybrid if learned else l_simple
 
     def loss_fn(net, batch):
         return loss(net, batch[0], schedule, generator=gen)
 
     result = train(model, loss_fn, (x,), device=default_device(), ema_model=ema, **settings.train_kwargs())
+    if not result.is_main_process:
+        return {}
     ema = result.ema_model.cpu().eval()
     variance = "learned_range" if learned else "fixed_small"
     samples = ddpm_sample(ema, (num_samples, 1, 16, 16), schedule, variance=variance,
@@ -232,6 +238,8 @@ def vae_digits(steps: int = 2000, seed: int = 0, names: tuple[str, ...] | None =
         torch.manual_seed(run_seed)
         history: list[dict[str, float]] = []
         result = train_vae(VAE(config), x_train, beta=beta, steps=steps, seed=run_seed, device="cpu", history=history)
+        if not result.is_main_process:
+            continue
         model = result.ema_model.cpu()
         gen = torch.Generator().manual_seed(seed)
         with torch.no_grad():

@@ -18,15 +18,17 @@ def noisy_digit_classifier(steps: int = 2000, seed: int = 0) -> dict:
     from ..metrics import DigitClassifier
     from ..noisy_classifier import NoisyClassifier, NoisyClassifierConfig, accuracy_by_t, noisy_classifier_loss_fn
     from ..schedules import get_schedule
-    from ..trainer import train
+    from ..trainer import process_generator, train
 
     torch.manual_seed(seed)
     x, y = digits("train", image_size=16)
     schedule = get_schedule("linear", 1000)
     config = NoisyClassifierConfig()
-    result = train(NoisyClassifier(config), noisy_classifier_loss_fn(schedule, torch.Generator().manual_seed(seed + 1)),
+    result = train(NoisyClassifier(config), noisy_classifier_loss_fn(schedule, process_generator(seed + 1)),
                    (x, y), steps=steps, batch_size=128, lr=1e-3, weight_decay=1e-4, warmup_steps=100,
                    ema_decay=0.999, seed=seed, device="cpu")
+    if not result.is_main_process:  # under accelerate launch, process 0 alone measures and saves
+        return {}
     clf = result.ema_model.cpu().eval()
     xt, yt = digits("test", image_size=16)
     ts = [0, 100, 250, 500, 750, 900, 999]
@@ -53,7 +55,7 @@ def cfg_digits(p_uncond: float = 0.1, steps: int = DDPM_DIGITS.steps, seed: int 
     from ..guidance import ClassifierFreeGuidance, cfg_loss_fn
     from ..metrics import DigitClassifier, predict, sample_report
     from ..schedules import get_schedule
-    from ..trainer import train
+    from ..trainer import process_generator, train
     from ..unet import UNet, UNetConfig
 
     name = name or ("cfg_digits" if p_uncond == 0.1 else f"cfg_digits_p{round(p_uncond * 100):02d}")
@@ -64,8 +66,10 @@ def cfg_digits(p_uncond: float = 0.1, steps: int = DDPM_DIGITS.steps, seed: int 
     config = UNetConfig(num_classes=10)
     model, ema = UNet(config), UNet(config)
     ema.load_state_dict(model.state_dict())
-    loss_fn = cfg_loss_fn(schedule, p_uncond, null_label=10, generator=torch.Generator().manual_seed(seed + 1))
+    loss_fn = cfg_loss_fn(schedule, p_uncond, null_label=10, generator=process_generator(seed + 1))
     result = train(model, loss_fn, (x, y), device=default_device(), ema_model=ema, **settings.train_kwargs())
+    if not result.is_main_process:
+        return {}
     ema = result.ema_model.cpu().eval()
     labels = torch.arange(num_samples) % 10
     metrics = {"p_uncond": p_uncond, "final_loss": sum(result.losses[-100:]) / 100, "schedule": "linear",
@@ -109,7 +113,7 @@ def ddpm_shapes(steps: int = 4000, seed: int = 0, batch_size: int = 32, num_samp
     from ..data import shapes
     from ..losses import diffusion_loss_fn
     from ..schedules import get_schedule
-    from ..trainer import train
+    from ..trainer import process_generator, train
     from ..unet import UNet, UNetConfig
 
     settings = replace(DDPM_DIGITS, steps=steps, seed=seed, batch_size=batch_size)
@@ -129,9 +133,11 @@ def ddpm_shapes(steps: int = 4000, seed: int = 0, batch_size: int = 32, num_samp
         recipe = f"{entry['recipe']} && python -m course_lib.train ddpm_shapes --resume --steps {steps}"
         settings = replace(settings, seed=seed + done)
     ema.load_state_dict(model.state_dict())
-    result = train(model, diffusion_loss_fn(schedule, torch.Generator().manual_seed(settings.seed + 1)), (x,),
+    result = train(model, diffusion_loss_fn(schedule, process_generator(settings.seed + 1)), (x,),
                    device=default_device(), callback=ema_snapshots(ema, snapshot_dir, "ddpm_shapes", done=done),
                    ema_model=ema, **settings.train_kwargs())
+    if not result.is_main_process:
+        return {}
     return save_ddpm_shapes(result.ema_model, config, x, recipe=recipe, steps=done + steps,
                             wall_time_s=done_time + result.wall_time_s, seed=seed, num_samples=num_samples,
                             final_loss=sum(result.losses[-100:]) / 100)
