@@ -216,6 +216,23 @@ def within_class_diversity(feats: Tensor, labels: Tensor) -> float:
         raise ValueError("within_class_diversity needs at least two samples of some label.")
     return torch.stack(per_class).mean().item()
 
+def guidance_report(images: Tensor, labels: Tensor, judge: nn.Module, reference_feats: Tensor, k: int = 3) -> dict:
+    """What chapter 5 measures of samples drawn for requested classes, judged by a clean classifier.
+
+    Args:
+        images: samples [N, C, H, W] in [-1, 1]; labels: the requested classes [N] (int64).
+        judge: the classifier of clean images (``DigitClassifier``); its features define FD, precision and recall.
+        reference_feats: the judge's features of real held-out images [M, D].
+    Returns: {"accuracy": fraction judged as the requested class (fidelity), "FD": Frechet distance to the real
+    features, "precision", "recall" (Kynkaanniemi et al. 2019, k neighbours), "within-class diversity": mean
+    feature distance between samples of the same requested class}.
+    """
+    probs, feats = predict(judge, images)
+    return {"accuracy": (probs[:, :10].argmax(1) == labels.cpu()).float().mean().item(),
+            "FD": frechet_distance(feats, reference_feats), **precision_recall(reference_feats, feats, k=k),
+            "within-class diversity": within_class_diversity(feats, labels)}
+
+
 def nearest_neighbour_distance(x: Tensor, bank: Tensor) -> Tensor:
     """Euclidean distance from each image of ``x`` [N, ...] to its nearest image in ``bank`` [M, ...]: float64 [N]."""
     if x.ndim < 2 or bank.ndim != x.ndim or x.shape[1:] != bank.shape[1:]:

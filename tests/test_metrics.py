@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from course_lib.data import digits
-from course_lib.metrics import DigitClassifier, accuracy, frechet_distance, sample_report
+from course_lib.metrics import (DigitClassifier, accuracy, frechet_distance, guidance_report, precision_recall,
+                                predict, sample_report, within_class_diversity)
 
 
 @pytest.fixture(scope="module")
@@ -54,3 +55,20 @@ def test_near_copies_are_training_digits_not_held_out_ones():
     assert near_copy_mask(mixed).tolist() == [True] * 10 + [False] * 30
     with pytest.raises(ValueError, match="factor"):
         near_copy_mask(test, factor=2.0)
+
+
+def test_guidance_report_on_real_digits_with_their_true_and_shuffled_labels(classifier):
+    """Real held-out digits requested as their own class: accuracy near 1; requested as a shuffled class: near 0.1.
+    The other entries are the metrics it names, computed on the judge's features."""
+    x, y = digits("test", image_size=16)
+    x, y, ref = x[:200], y[:200], x[200:]
+    _, ref_feats = predict(classifier, ref)
+    report = guidance_report(x, y, classifier, ref_feats)
+    assert report["accuracy"] >= 0.95
+    wrong = guidance_report(x, y[torch.randperm(len(y), generator=torch.Generator().manual_seed(0))], classifier,
+                            ref_feats)
+    assert wrong["accuracy"] < 0.3
+    _, feats = predict(classifier, x)
+    assert report["FD"] == pytest.approx(frechet_distance(feats, ref_feats))
+    assert {k: report[k] for k in ("precision", "recall")} == pytest.approx(precision_recall(ref_feats, feats, k=3))
+    assert report["within-class diversity"] == pytest.approx(within_class_diversity(feats, y))
