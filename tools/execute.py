@@ -182,7 +182,7 @@ def format_table(table: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def write_partial_config(table: list[dict]) -> Path:
+def write_partial_config() -> Path:
     """``_config.yml`` with every book notebook that has no cached outputs added to ``execute.exclude_patterns``,
     so that ``jupyter-book build --config`` renders them without outputs instead of executing them (used after a
     ``--chapters`` run: the other chapters' pages come from the cache when it has them)."""
@@ -241,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
         TIMINGS.parent.mkdir(parents=True, exist_ok=True)
         TIMINGS.write_text(json.dumps(table, indent=1))
     if args.partial_config and not args.no_cache:
-        write_partial_config(table)
+        write_partial_config()
     failed = [r for r in table if r["status"] == "FAILED"]
     for r in failed:
         print(f"error: {r['notebook']} failed after {r['seconds'] or 0:.0f} s (see its traceback above)",

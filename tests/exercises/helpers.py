@@ -11,6 +11,7 @@ Every case's grading time goes to ``_build/grading-times.json`` (CI's projection
 from __future__ import annotations
 
 import ast
+import functools
 import hashlib
 import importlib.util
 import json
@@ -62,6 +63,16 @@ def parse_questions(nb) -> list[dict]:
     return questions
 
 
+@functools.lru_cache(maxsize=1)
+def _public_course_text() -> str:
+    """The chapters' cells and the library's source (not the grader): public, so no line of them is a secret (a
+    seeded generator a chapter shows, a line of library source a page prints)."""
+    chapters = ["".join(c["source"]) for p in sorted((REPO / "chapters").glob("*/*.ipynb"))
+                for c in json.loads(p.read_text())["cells"]]
+    library = [p.read_text() for p in sorted((REPO / "course_lib").rglob("*.py")) if "grading" not in p.parts]
+    return "\n".join([*chapters, *library])
+
+
 def secret_lines(nb) -> set[str]:
     """Distinctive lines of solutions and hidden tests that appear nowhere in the master's public parts."""
     secret, public, block = set(), set(), None
@@ -91,12 +102,7 @@ def secret_lines(nb) -> set[str]:
             public.update([cell.source, ast.unparse(ast.parse(cell.source).body[-1])])
         elif cell.cell_type != "raw":
             public.add(cell.source)
-    # the chapters and the library are public too: a line a chapter page shows (a seeded generator, a line of
-    # library source it prints) is no secret
-    chapters = ["".join(c["source"]) for p in sorted((REPO / "chapters").glob("*/*.ipynb"))
-                for c in json.loads(p.read_text())["cells"]]
-    library = [p.read_text() for p in sorted((REPO / "course_lib").rglob("*.py")) if "grading" not in p.parts]
-    public_text = "\n".join([*public, *chapters, *library])
+    public_text = "\n".join([*public, _public_course_text()])
     return {line for line in secret if len(line) >= 25 and line not in public_text}
 
 
