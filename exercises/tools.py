@@ -5,11 +5,12 @@
     python exercises/tools.py grade NOTEBOOK [--set SET]  # = make grade NB=...: per-question table
     python exercises/tools.py grade-all FOLDER [--csv F]  # = make grade-all DIR=...: one CSV row per file
 
-Layout (see exercises/README.md): the master of set S is ``exercises/source/S/S.ipynb``; ``build`` runs
+Layout (see exercises/INSTRUCTORS.md): the master of set S is ``exercises/source/S/S.ipynb``; ``build`` runs
 ``otter assign`` on it and writes the student notebook and its public tests to ``exercises/S/`` (committed,
 so Colab links work) and the autograder bundle with the hidden tests to ``exercises/dist/S/`` (ignored by git).
-Grading runs ``otter run`` on a copy of the submission in a subprocess with a wall-clock limit, so a
-submission that kills its kernel or hangs still gets a row (all zeros, with the reason).
+Grading uses the isolated grader (``exercises/grader``): the submission runs in its own unprivileged process with
+process-wide limits, the tests run in the grading process and call across; a submission that kills its process or
+hangs still gets a row (zeros, with the reason).
 """
 
 from __future__ import annotations
@@ -21,17 +22,17 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import nbformat
 
 ROOT = Path(__file__).resolve().parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))  # the isolated grader, exercises/grader
 SOURCE, DIST = ROOT / "source", ROOT / "dist"
 GRADE_TIMEOUT_S = 1800  # a whole submission; questions and cells have their own, smaller limits
 TAMPER_PREFIX = "the notebook modified the grader ("  # = course_lib.grading.TAMPER_PREFIX (no torch import here)
@@ -128,6 +129,7 @@ class Result:
     reasons: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
     error: str = ""
+    isolation: str = ""
 
     @property
     def total(self) -> float:
@@ -151,23 +153,6 @@ def question_points(name: str) -> dict[str, float]:
 
 def _natural(s: str) -> list:
     return [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", s)]
-
-
-def _reason(output: str) -> str:
-    """The first failing test case's last message line, from otter's per-question summary text."""
-    lines = output.splitlines()
-    for i, line in enumerate(lines):
-        if "Test case failed" in line:
-            block = []
-            for nxt in lines[i + 1:]:
-                if re.match(r"\s*\S.* (result|message):$", nxt):
-                    break
-                block.append(nxt.strip())
-            block = [b for b in block if b]
-            if len(block) >= 2 and block[-1].endswith(":"):  # a bare `assert` has no message: show its line
-                return f"{block[-1][:-1]} in `{block[-2]}`"
-            return block[-1] if block else "failed"
-    return ""
 
 
 def guess_set(notebook: Path) -> str:
@@ -200,47 +185,37 @@ def _ensure_bundle(name: str) -> None:
 
 
 def grade(notebook: str | Path, name: str | None = None, timeout: float = GRADE_TIMEOUT_S) -> Result:
-    """Grade one filled notebook with ``otter run`` in a subprocess; never raises for a bad submission."""
+    """Grade one filled notebook with the isolated grader (``exercises/grader``); never raises for a bad submission.
+
+    The submission's cells run in their own unprivileged process; the tests of the set's autograder bundle run in
+    this process and call the submission's functions across the boundary (``grader.runner``). ``timeout`` bounds
+    the whole run (seconds of wall clock), on top of the per-cell and per-test limits.
+    """
+    from grader.policy import REFERENCE_ANSWERS
+    from grader.runner import grade_notebook
+
     notebook = Path(notebook)
     name = name or guess_set(notebook)
     _ensure_bundle(name)
+    protect_secrets()
     possible = question_points(name)
-    zeros = {q: 0.0 for q in possible}
-    start = time.perf_counter()
-    with tempfile.TemporaryDirectory() as tmp:
-        try:  # grade a copy with the standard kernel: notebooks saved by VS Code name their own kernels
-            nb = nbformat.read(notebook, as_version=4)
-            nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-            nbformat.write(nb, Path(tmp) / f"{name}.ipynb")
-        except Exception as e:  # noqa: BLE001 -- not a notebook at all
-            return Result(notebook.name, zeros, possible, error=f"could not read the notebook: {e}")
-        cmd = [sys.executable, "-m", "otter", "run", "--no-logo", "-a", str(bundle_path(name)), "-o", tmp,
-               str(Path(tmp) / f"{name}.ipynb")]
-        proc = subprocess.Popen(cmd, env=_env(), cwd=tmp, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                text=True, start_new_session=True)
-        try:
-            log, _ = proc.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)  # otter and the kernel it started
-            proc.communicate()
-            return Result(notebook.name, zeros, possible, seconds=time.perf_counter() - start,
-                          error=f"grading stopped after {timeout:g} s (the whole notebook's limit)")
-        seconds = time.perf_counter() - start
-        results = Path(tmp) / "results.json"
-        if not results.exists():
-            tail = " | ".join(line for line in log.strip().splitlines()[-3:])
-            return Result(notebook.name, zeros, possible, seconds=seconds,
-                          error=f"the grader crashed (did the notebook kill its kernel?): {tail}")
-        data = json.loads(results.read_text())
-    scores, reasons = dict(zeros), {}
-    for test in data.get("tests", []):
-        if test.get("name") in possible and "score" in test:
-            scores[test["name"]] = round(float(test["score"]), 6)  # the same rounding as question_points
-            reasons[test["name"]] = _reason(test.get("output", ""))
-    error = "" if any(t.get("name") in possible for t in data.get("tests", [])) else \
-        "otter produced no per-question results: " + " ".join(t.get("output", "")[:300] for t in data["tests"])
-    tampered = sorted({r for r in reasons.values() if r.startswith(TAMPER_PREFIX)})
-    return Result(notebook.name, scores, possible, reasons, seconds, "; ".join(tampered) or error)
+    env_cell, env_test = os.environ.get("COURSE_GRADING_CELL_TIMEOUT"), os.environ.get("COURSE_GRADING_TEST_TIMEOUT")
+    g = grade_notebook(notebook, bundle_path(name), cell_timeout=float(env_cell) if env_cell else None,
+                       test_timeout=float(env_test) if env_test else None, total_timeout=timeout,
+                       refused=REFERENCE_ANSWERS.get(name, []))
+    error = g.error
+    if not error and len(g.cell_errors) > 1 and all(g.cell_errors):
+        error = f"every cell failed; the first: {g.cell_errors[0]}"
+    return Result(notebook.name, {q: g.scores.get(q, 0.0) for q in possible}, possible, g.reasons, g.seconds, error,
+                  isolation=g.isolation)
+
+
+def protect_secrets() -> list[str]:
+    """Make what a submission must not read (masters with solutions, bundles with hidden tests, the course's own
+    grading tests with their answers) readable by their owner only; the folders others can still read."""
+    from grader.sandbox import protect
+
+    return protect([SOURCE, DIST, ROOT.parent / "tests"])
 
 
 def format_table(result: Result) -> str:
@@ -254,6 +229,8 @@ def format_table(result: Result) -> str:
                 f"graded in {result.seconds:.0f} s")
     if result.error:
         rows.append(f"error: {result.error}")
+    if result.isolation.startswith("NOT ISOLATED"):
+        rows.append(result.isolation)
     if os.environ.get("COURSE_GRADING_QUICK") == "1":
         rows.append("QUICK MODE (COURSE_GRADING_QUICK=1): measured questions were only checked to run.")
     return "\n".join(rows)

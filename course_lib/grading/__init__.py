@@ -1,7 +1,7 @@
 """Support for the graded exercises (otter-grader 7.0): guards, tamper detection, readable checks, measured runs.
 
 The autograder runs a submission top to bottom in a Jupyter kernel, then the question tests
-(``exercises/README.md`` explains the whole pipeline). Both the grading kernel and a student's Colab session
+(``exercises/INSTRUCTORS.md`` explains the whole pipeline). Both the grading kernel and a student's Colab session
 import this package; the names below keep their dotted paths (``course_lib.grading.GradingGuard`` in the
 masters' ASSIGNMENT CONFIG, ``course_lib.grading.assert_close`` in the tests).
 

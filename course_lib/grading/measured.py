@@ -50,6 +50,12 @@ def watch_inputs() -> None:
     integrity.watch("course_lib.data._digits_arrays()", _digits_fingerprint)
 
 
+def clear_cache() -> None:
+    """Forget every measured run (the grader calls this before each submission)."""
+    _MEASURED.clear()
+    _GENUINE.clear()
+
+
 def quick_mode() -> bool:
     """True when ``COURSE_GRADING_QUICK=1``: CI checks that measured questions run, not how well.
 
@@ -86,6 +92,21 @@ def _measured(key: tuple, run: Callable[[], dict]) -> dict:
         integrity.watch(_CACHE_LABEL, _cache_fingerprint, genuine=repr(_GENUINE))
         integrity.checkpoint()  # was the grader modified while the student's model trained?
     return dict(_MEASURED[key])
+
+
+def where_it_lives(fn: Callable, obj, *args, **kwargs):
+    """``fn(obj, *args, **kwargs)``, run where ``obj`` lives.
+
+    In a student's notebook that is here. In the isolated grader ``obj`` is the grader's proxy for the submission's
+    ``make_model`` (``exercises/grader``): ``fn`` (a function of this package, by name) then runs in the
+    submission's process, under its CPU limit, and what it returns comes back as plain data or as proxies (a trained
+    model whose calls cross the process boundary). So the training half of a measured run happens in the
+    submission's process, and the measuring half (sampling, the bound, the scores) here. One code path for both.
+    """
+    run = getattr(type(obj), "__run_function__", None)
+    if run is not None:
+        return run(obj, fn, *args, **kwargs)
+    return fn(obj, *args, **kwargs)
 
 
 def _require(checks: list[tuple[bool, str]]) -> None:
