@@ -212,10 +212,11 @@ def grade(notebook: str | Path, name: str | None = None, timeout: float = GRADE_
 
 def protect_secrets() -> list[str]:
     """Make what a submission must not read (masters with solutions, bundles with hidden tests, the course's own
-    grading tests with their answers) readable by their owner only; the folders others can still read."""
+    grading tests with their answers, the git history that holds every master) readable by their owner only; the
+    folders others can still read."""
     from grader.sandbox import protect
 
-    return protect([SOURCE, DIST, ROOT.parent / "tests"])
+    return protect([SOURCE, DIST, ROOT.parent / "tests", ROOT.parent / ".git"])  # .git: every master's history
 
 
 def format_table(result: Result) -> str:

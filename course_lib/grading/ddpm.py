@@ -97,11 +97,13 @@ def _check_config_keys(config) -> None:
 def score_samples(samples: torch.Tensor) -> dict:
     """What the measured question grades, for samples [N, 1, 16, 16] in [-1, 1].
 
-    ``metrics.sample_report`` plus: ``near_copies`` (fraction that are near-copies of training digits),
+    ``metrics.sample_report`` plus: ``near_copies`` (fraction that are near-copies of training digits or of held-out
+    digits: closer to one than held-out digits are to the training set, or training digits to the held-out set),
     ``novel_recognized`` (fraction recognised with confidence >= 0.5 *and* not a near-copy), ``min_class_share``
     (the rarest digit's count among the novel recognised samples, over N: 0.1 for a perfectly even set, 0 when a
     digit is missing) and ``frechet_ratio`` (``frechet / frechet_real``: 1 is as close as real digits are).
     """
+    from ..data import digits
     from ..metrics import NOT_A_DIGIT, DigitClassifier, near_copy_mask, predict, sample_report
 
     classifier = DigitClassifier.from_pretrained()
@@ -109,7 +111,10 @@ def score_samples(samples: torch.Tensor) -> dict:
     report = sample_report(samples, classifier)
     probs, _ = predict(classifier, samples)
     conf, cls = probs.max(1)
-    copies = near_copy_mask(samples)
+    # a copy of a training digit, or of a held-out one (a "model" that memorised the evaluation data)
+    test = digits("test", image_size=samples.shape[-1])[0]
+    train = digits("train", image_size=samples.shape[-1])[0]
+    copies = near_copy_mask(samples, train, test) | near_copy_mask(samples, test, train)
     novel = (cls != NOT_A_DIGIT) & (conf >= 0.5) & ~copies
     counts = torch.bincount(cls[novel], minlength=NOT_A_DIGIT + 1)[:NOT_A_DIGIT]
     report.update(near_copies=copies.float().mean().item(), novel_recognized=novel.float().mean().item(),

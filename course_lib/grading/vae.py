@@ -14,6 +14,9 @@ import torch
 from .measured import _final_loss, _fresh_models, _measured, _require, quick_mode, where_it_lives
 
 VAE_BUDGET = {"max_steps": 1500, "max_batch_size": 256, "max_parameters": 300_000}
+# How much better than on 360 of its training digits a model may code the 360 held-out ones (bits/dim) before it is
+# taken to have trained on them: an honest model fits its training data at least as well, up to noise.
+HELD_OUT_MARGIN = 0.25
 
 
 def check_vae_config(make_model: Callable[[], torch.nn.Module], config: dict) -> dict:
@@ -103,10 +106,22 @@ def vae_digits_elbo(make_model: Callable[[], torch.nn.Module], config: dict, *, 
         vae_config, weights, stats = where_it_lives(train_digits_vae, make_model, dict(config), seed, steps)
         model = VAE(VAEConfig(**vae_config))  # the course's VAE, rebuilt from plain data: evaluated by this code
         model.load_state_dict(weights)
+        c, n = model.config, sum(p.numel() for p in model.parameters())
+        if (c.in_channels, c.image_size, c.likelihood) != (1, 16, "discretized_gaussian") or \
+                n > VAE_BUDGET["max_parameters"]:
+            raise AssertionError(f"the trained VAE has {n} parameters (budget {VAE_BUDGET['max_parameters']}) and "
+                                 f"in_channels={c.in_channels}, image_size={c.image_size}, likelihood={c.likelihood!r}"
+                                 " (1, 16, 'discretized_gaussian' expected).")
         x_test = quantize(digits("test", image_size=16)[0])
         ev = evaluate(model, x_test, generator=torch.Generator().manual_seed(seed))
-        return dict(bits_per_dim=ev.bits_per_dim, neg_elbo=ev.neg_elbo, recon=ev.recon, kl=ev.kl, **stats,
-                    quick=quick_mode())
+        seen = evaluate(model, quantize(digits("train", image_size=16)[0][:len(x_test)]),
+                        generator=torch.Generator().manual_seed(seed))
+        if ev.bits_per_dim < seen.bits_per_dim - HELD_OUT_MARGIN:
+            raise AssertionError(f"the model codes the held-out digits in {ev.bits_per_dim:.2f} bits/dim and its own "
+                                 f"training digits in {seen.bits_per_dim:.2f}: a model fits what it was trained on "
+                                 "best, so this one has seen the held-out digits.")
+        return dict(bits_per_dim=ev.bits_per_dim, neg_elbo=ev.neg_elbo, recon=ev.recon, kl=ev.kl,
+                    train_bits_per_dim=seen.bits_per_dim, **{**stats, "params": n}, quick=quick_mode())
 
     key = ("vae_digits_elbo", id(make_model), json.dumps(config, sort_keys=True, default=str), seed, quick_mode())
     return _measured(key, run)

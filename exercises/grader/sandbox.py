@@ -70,6 +70,28 @@ def _python_for_others() -> str:
                        f"{major}.{minor} system-wide (e.g. /usr/bin/python{major}.{minor}) or grade as a non-root user.")
 
 
+def make_reachable(paths: list[Path]) -> list[str]:
+    """Let other users pass through the folders above ``paths`` (add o+x, never read) where the grader owns them.
+
+    The submission's uid must reach the interpreter, site-packages, ``course_lib`` and ``worker.py``; a clone made
+    by ``mktemp -d`` (mode 700) would stop it. Passing through is not listing: what lies in those folders stays
+    unreadable unless its own mode allows it (``protect`` closes the folders that hold secrets). Returns the
+    folders it changed; raises when a folder owned by someone else blocks the way.
+    """
+    changed = []
+    for path in paths:
+        for folder in list(Path(path).resolve().parents)[::-1]:
+            mode = folder.stat().st_mode
+            if mode & stat.S_IXOTH:
+                continue
+            if folder.stat().st_uid != os.geteuid():
+                raise RuntimeError(f"{folder} (mode {stat.filemode(mode)}) stops the submission's user from reaching "
+                                   f"{path}; let others pass through it (chmod o+x) or install the course elsewhere.")
+            folder.chmod(mode | stat.S_IXOTH)
+            changed.append(str(folder))
+    return changed
+
+
 def _site_dirs() -> list[str]:
     """The grader's site-packages, where the worker finds torch, course_lib (its .pth files) and safetensors."""
     dirs = [sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]]
@@ -164,6 +186,10 @@ class Sandbox:
             os.chown(self.work, self.uid, self.uid)
         self.work.chmod(0o700)
         python = _python_for_others() if self.root else sys.executable
+        if self.root:
+            import course_lib
+
+            make_reachable([Path(python), *map(Path, _site_dirs()), Path(course_lib.__file__).parent, WORKER])
         parent, child = socket.socketpair()
         self.sock = parent
         env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(self.work), "LANG": "C.UTF-8",

@@ -49,7 +49,8 @@ ATTACKS = {
     "read_hidden_tests": ({}, {3: FIND_REPO + (
         "import glob, zipfile\nstolen = []\n"
         "for path in [REPO / 'exercises/dist/ddim/ddim-autograder.zip', *glob.glob('/tmp/grader-*/tests/*.py'),\n"
-        "             *glob.glob(str(REPO / 'tests/exercises/*.py'))]:\n"
+        "             *glob.glob(str(REPO / 'tests/exercises/*.py')), REPO / 'tests/exercises/set_ddim.py',\n"
+        "             *glob.glob(str(REPO / '.git/objects/pack/*')), REPO / '.git/HEAD']:\n"
         "    try:\n"
         "        stolen.append(open(path, 'rb').read()[:10])\n"
         "    except OSError:\n"
@@ -150,3 +151,80 @@ def test_the_grader_refuses_exactly_existing_functions():
         for name in names:
             module, _, attr = name.partition(":")
             assert callable(getattr(importlib.import_module(module), attr, None)), name
+
+
+# --- the measured questions: models that have seen the evaluation data (full size only: quick mode passes every
+# quality threshold by design, so there is nothing to game)
+
+MEMORISER = '''
+import torch
+from course_lib.data import digits
+from course_lib.distributions import quantize
+from course_lib.schedules import get_schedule
+
+
+class Memoriser(torch.nn.Module):
+    """Stores every digit, train and held-out; predicts the noise of the nearest one exactly."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.randn(1))
+        self.register_buffer("memory", torch.cat([quantize(digits(s, image_size=16)[0]) for s in ("train", "test")]))
+        self.register_buffer("ab", get_schedule("cosine", 1000).alpha_bar.float())
+
+    def forward(self, xt, t):
+        ab = self.ab[t].view(-1, 1, 1, 1)
+        pred = (ab.sqrt()[:, None] * self.memory[None]).flatten(2)  # [B, M, D]: sqrt(alpha_bar_t) x0 per digit
+        nearest = torch.cdist(xt.flatten(1)[:, None], pred)[:, 0].argmin(1)
+        x0 = self.memory[nearest]
+        return (xt - ab.sqrt() * x0) / (1 - ab).sqrt() + 0 * self.w
+
+
+def make_model():
+    return Memoriser()
+
+
+TRAIN_CONFIG = {"loss": "l_simple", "steps": 1, "batch_size": 8, "lr": 1e-3}
+'''
+
+PRETRAINED = '''
+import torch
+from course_lib.unet import UNet
+
+
+def make_model():
+    """The shipped 54-minute model, nudged so that two calls differ (the old grader's only check)."""
+    model = UNet.from_pretrained("iddpm_digits_hybrid")
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(1e-9 * torch.randn_like(p))
+    return model
+
+
+TRAIN_CONFIG = {"loss": "l_hybrid", "steps": 1, "batch_size": 8, "lr": 1e-9}
+'''
+
+
+def _full_size_only():
+    if os.environ.get("COURSE_GRADING_QUICK") == "1":
+        pytest.skip("quick mode: measured questions are plumbing checks")
+
+
+def test_a_model_that_memorised_the_held_out_digits_scores_zero(fresh, tmp_path):
+    _full_size_only()
+    student = nbformat.read(tools.ROOT / "iddpm" / "iddpm.ipynb", as_version=4)
+    path = tmp_path / "iddpm.ipynb"
+    nbformat.write(with_answers(student, {"make_model": MEMORISER}), path)
+    result = grade_case(path, "iddpm", "attack-memoriser")
+    table = tools.format_table(result)
+    assert result.scores["q9_train"] == 0 and "memorised" in result.reasons["q9_train"], table
+
+
+def test_the_shipped_checkpoint_as_make_model_scores_zero(fresh, tmp_path):
+    _full_size_only()
+    student = nbformat.read(tools.ROOT / "iddpm" / "iddpm.ipynb", as_version=4)
+    path = tmp_path / "iddpm.ipynb"
+    nbformat.write(with_answers(student, {"make_model": PRETRAINED}), path)
+    result = grade_case(path, "iddpm", "attack-pretrained")
+    table = tools.format_table(result)
+    assert result.scores["q9_train"] == 0 and "before any training" in result.reasons["q9_train"], table

@@ -196,20 +196,23 @@ def test_budget_check_refuses_loaded_weights_and_big_configs():
 
 
 def test_score_samples_fails_copies_and_collapse_and_passes_real_digits():
-    """What the measured DDPM question grades, on samples whose answer is known: held-out digits pass every
-    threshold, memorised training digits (a nearest-neighbour "denoiser") get no recognised-digit or Frechet point,
-    one digit only (mode collapse) gets no coverage or Frechet point."""
+    """What the measured DDPM question grades, on samples whose answer is known: real digits no model was shown
+    (held-out digits moved one pixel right) pass every threshold, memorised training digits (a nearest-neighbour
+    "denoiser") and memorised held-out digits get no recognised-digit or Frechet point, one digit only (mode
+    collapse) gets no coverage or Frechet point."""
     from course_lib.data import digits
     from course_lib.grading import score_samples
 
     test_x, test_y = digits("test", image_size=16)
     train_x = digits("train", image_size=16)[0]
-    real = score_samples(test_x[:256])
+    real = score_samples(torch.roll(test_x[:256], 1, dims=-1))
     assert real["near_copies"] == 0 and real["novel_recognized"] >= 0.9 and real["min_class_share"] >= 0.03
     assert real["frechet_ratio"] <= 1.0  # the question's threshold is 15: a small CPU model reaches about 10
+    held_out = score_samples(test_x[:256])
+    assert held_out["near_copies"] == 1 and held_out["novel_recognized"] == 0
     copies = score_samples(train_x[torch.randperm(len(train_x), generator=torch.Generator().manual_seed(0))[:256]])
     assert copies["recognized"] > 0.95 and copies["near_copies"] > 0.95 and copies["novel_recognized"] < 0.05
-    ones = score_samples(test_x[test_y == 1].repeat(8, 1, 1, 1)[:256])
+    ones = score_samples(torch.roll(test_x[test_y == 1], 1, dims=-1).repeat(8, 1, 1, 1)[:256])
     assert ones["novel_recognized"] > 0.9 and ones["min_class_share"] == 0 and ones["frechet_ratio"] > 100
 
 
