@@ -95,8 +95,38 @@ def build(name: str, out_root: Path = ROOT, dist: Path = DIST) -> None:
         shutil.copytree(student, target)
         _normalise(target / f"{name}.ipynb", name)
         (dist / name).mkdir(parents=True, exist_ok=True)
-        _replace(next(autograder.glob(f"{name}-autograder_*.zip")), dist / name / f"{name}-autograder.zip")
+        bundle = Path(tmp) / f"{name}-autograder.zip"
+        _with_isolated_grader(next(autograder.glob(f"{name}-autograder_*.zip")), bundle, name)
+        _replace(bundle, dist / name / f"{name}-autograder.zip")
         _replace(autograder / f"{name}.ipynb", dist / name / f"{name}-solution.ipynb")
+
+
+RUN_AUTOGRADER = """#!/bin/bash
+# The course's isolated grader (exercises/grader) in otter's environment, instead of otter's in-kernel run.
+export PATH=/root/miniforge3/bin:$PATH
+eval "$(mamba shell hook --shell bash)"
+mamba activate otter-env
+cd /autograder/source && python -m grader.gradescope --root /autograder
+"""
+
+
+def _with_isolated_grader(otter_zip: Path, target: Path, name: str) -> None:
+    """Otter's bundle with ``exercises/grader`` added and a ``run_autograder`` that runs it (Gradescope)."""
+    import zipfile
+
+    with zipfile.ZipFile(otter_zip) as src, zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as dst:
+        for item in src.infolist():
+            if item.filename != "run_autograder":
+                dst.writestr(item, src.read(item.filename))
+        def add(arcname: str, data, mode: int = 0o644) -> None:  # the submission's uid must read grader/*.py
+            info = zipfile.ZipInfo(arcname, (2024, 1, 1, 0, 0, 0))
+            info.external_attr = mode << 16
+            dst.writestr(info, data)
+
+        for path in sorted((ROOT / "grader").glob("*.py")):
+            add(f"grader/{path.name}", path.read_bytes())
+        add("course_set.json", json.dumps({"set": name}))
+        add("run_autograder", RUN_AUTOGRADER, 0o755)
 
 
 def compare_trees(fresh: Path, committed: Path) -> list[str]:

@@ -88,11 +88,15 @@ class SubmissionEnv(dict):
 
 
 def load_tests(bundle: Path, tmp: Path) -> tuple[list, dict]:
-    """The bundle's test files (``ExceptionTestFile``, natural order) and the plugin's limits."""
+    """The bundle's test files (``ExceptionTestFile``, natural order) and the plugin's limits. ``bundle``: the
+    autograder zip, or the folder it was unpacked in (Gradescope's ``/autograder/source``)."""
     from otter.test_files import ExceptionTestFile
 
-    with zipfile.ZipFile(bundle) as zf:
-        zf.extractall(tmp)
+    if Path(bundle).is_dir():
+        tmp = Path(bundle)
+    else:
+        with zipfile.ZipFile(bundle) as zf:
+            zf.extractall(tmp)
     tests = [ExceptionTestFile.from_file(str(p)) for p in (tmp / "tests").glob("*.py")]
     tests.sort(key=lambda t: [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", t.name)])
     config = json.loads((tmp / "otter_config.json").read_text())

@@ -625,3 +625,28 @@ def test_tools_reports_tampering_in_the_error_column():
     reason = tamper_reason(["torch.allclose", "course_lib.grading.assert_close"])
     assert reason == TAMPER_PREFIX + "course_lib.grading.assert_close, torch.allclose)"
     assert tamper_reason([f"x{i}" for i in range(9)], limit=6).endswith("x5 and 3 more)")
+
+
+@pytest.mark.grading
+def test_gradescope_bundle_runs_the_isolated_grader(fresh, tmp_path):
+    """The autograder zip, unpacked as Gradescope does (/autograder/source, submission, results): its
+    run_autograder calls grader.gradescope, which writes results.json: the solution full marks, a blank notebook 0."""
+    import subprocess
+    import zipfile
+
+    source = tmp_path / "autograder" / "source"
+    with zipfile.ZipFile(tools.bundle_path("ddim")) as zf:
+        zf.extractall(source)
+        assert "python -m grader.gradescope" in zf.read("run_autograder").decode()
+    scores = {}
+    for label, nb in [("solution", solution("ddim")), ("blank", nbformat.read(tools.ROOT / "ddim" / "ddim.ipynb", 4))]:
+        submission, results = tmp_path / "autograder" / "submission", tmp_path / "autograder" / "results"
+        shutil.rmtree(submission, ignore_errors=True)
+        submission.mkdir()
+        nbformat.write(nb, submission / "ddim.ipynb")
+        subprocess.run([sys.executable, "-m", "grader.gradescope", "--root", str(tmp_path / "autograder")],
+                       cwd=source, check=True, capture_output=True, timeout=600)
+        data = json.loads((results / "results.json").read_text())
+        assert {t["name"] for t in data["tests"]} == set(tools.question_points("ddim")), data
+        scores[label] = data["score"]
+    assert scores == {"solution": sum(tools.question_points("ddim").values()), "blank": 0}, scores
