@@ -35,7 +35,6 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # the isolated grader, exercises/grader
 SOURCE, DIST = ROOT / "source", ROOT / "dist"
 GRADE_TIMEOUT_S = 1800  # a whole submission; questions and cells have their own, smaller limits
-TAMPER_PREFIX = "the notebook modified the grader ("  # = course_lib.grading.TAMPER_PREFIX (no torch import here)
 OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PYDEVD_DISABLE_FILE_VALIDATION": "1"}
 
 
