@@ -186,3 +186,25 @@ def test_plausible_wrong_answers_fail_a_public_test_and_score_zero(fresh, tmp_pa
         # the first failing test is the one reported: a public one (written first), either by its own text or, for
         # the design questions, the budget check it calls
         assert message in public[q] or "check_" in public[q], f"{q}: {message!r} is not a public test's message"
+
+
+MORE_WRONG = [(name, i) for name in SETS for i in range(len(getattr(CASES[name], "MORE_WRONG", ())))]
+
+
+@pytest.mark.grading
+@pytest.mark.parametrize("name, round_", MORE_WRONG)
+def test_more_plausible_wrong_answers_fail_a_public_test(fresh, tmp_path, name, round_):
+    """A set's further wrong answers (``MORE_WRONG``: rounds of at most one per question, each round one graded
+    student notebook whose other questions stay blank, so it grades in seconds): each is caught by the public test's
+    message and loses points (not always all: a hidden test it passes, e.g. the other function of its question,
+    still counts)."""
+    answers, caught = CASES[name].MORE_WRONG[round_]
+    path = tmp_path / f"{name}.ipynb"
+    nbformat.write(partial_notebook(name, answers), path)
+    result = grade_case(path, name, f"wrong-{round_ + 2}")
+    table = tools.format_table(result)
+    assert not result.error, table
+    public = {q["name"]: "\n".join(q["public"]) for q in parse_questions(master(name))}
+    for q, message in caught.items():
+        assert result.scores[q] < result.possible[q] and message in result.reasons[q], (q, table)
+        assert message in public[q], f"{q}: {message!r} is not a public test's message"
