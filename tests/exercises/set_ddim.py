@@ -95,3 +95,85 @@ CAUGHT = {
     "q5_same_model": "the variance of r_{t-1} for alpha_bar_t = 0.25", "q6_sigma_hat": "the eta of sigma_hat for",
     "q8_sampler": "steps must be an int in 1 ... 6",
 }
+
+
+# More plausible wrong answers, each of which passed every public test until its question got a by-hand case with
+# asymmetric inputs (issue 24 item 6): rounds of (answers, the public message that catches each), at most one wrong
+# answer per question in a round, since each round is one graded notebook (the other questions left blank). Each
+# loses points, not always all of them: a test that it passes (e.g. of the other function of its question) counts.
+MORE_WRONG = [
+    ({
+        # Q1: sqrt(alpha_bar_t / alpha_bar_prev) for sqrt(1 - alpha_bar_t / alpha_bar_prev): equal at 0.25 -> 0.5
+        "ddim_sigma": "def ddim_sigma(alpha_bar_t, alpha_bar_prev, eta):\n"
+                      "    return eta * ((1 - alpha_bar_prev) / (1 - alpha_bar_t)).sqrt() * (alpha_bar_t / alpha_bar_prev).sqrt()",
+        # Q2: eps and xt swapped (the arguments read in the wrong order): the same when x_t = eps = 1
+        "ddim_step": "def ddim_step(eps, xt, alpha_bar_t, alpha_bar_prev, eta, noise):\n"
+                     "    eps, xt = xt, eps\n"
+                     "    sigma = eta * math.sqrt((1 - alpha_bar_prev) / (1 - alpha_bar_t) * (1 - alpha_bar_t / alpha_bar_prev))\n"
+                     "    x0_hat = (xt - math.sqrt(1 - alpha_bar_t) * eps) / math.sqrt(alpha_bar_t)\n"
+                     "    x_prev = math.sqrt(alpha_bar_prev) * x0_hat + math.sqrt(max(1 - alpha_bar_prev - sigma ** 2, 0)) * eps\n"
+                     "    return x_prev + sigma * noise, x0_hat",
+        # Q3: leading with k = round(T / S): the same as floor(T / S) for T = 10, S = 3 and S = 5
+        "ddim_timesteps": "def ddim_timesteps(T, S, spacing):\n"
+                          "    if spacing == 'leading':\n"
+                          "        return [i * round(T / S) for i in range(S)][::-1]\n"
+                          "    return [round(T - i * T / S) - 1 for i in range(S)]",
+        # Q4: eps and x swapped: the same when x = eps = 1
+        "ddim_invert_step": "def ddim_invert_step(eps, x, t, t_next, alpha_bar):\n"
+                            "    eps, x = x, eps\n"
+                            "    ab_t = 1.0 if t < 0 else alpha_bar[t].item()\n"
+                            "    ab_next = alpha_bar[t_next].item()\n"
+                            "    x0_hat = (x - math.sqrt(1 - ab_t) * eps) / math.sqrt(ab_t)\n"
+                            "    return math.sqrt(ab_next) * x0_hat + math.sqrt(1 - ab_next) * eps",
+        # Q6: sigma_hat of the first step of tau instead of the last noisy one: the same step when tau has two elements
+        # (eta_of_sigma_hat, in the same cell, right: the by-hand test checks it first)
+        "sigma_hat_grain": "def eta_of_sigma_hat(alpha_bar_t, alpha_bar_prev):\n"
+                           "    return ((1 - alpha_bar_t) / (1 - alpha_bar_prev)).sqrt()\n\n\n"
+                           "def sigma_hat_grain(alpha_bar, taus):\n"
+                           "    ab_t, ab_last = alpha_bar[taus[0]].item(), alpha_bar[taus[1]].item()\n"
+                           "    return math.sqrt(1 - ab_t / ab_last) / math.sqrt(1 - ab_last)",
+    }, {
+        "q1_sigma": "sigma(eta = 1) for the step 0.3 -> 0.9", "q2_ddim_step": "x0_hat for alpha_bar_t = 0.36",
+        "q3_timesteps": "tau by hand for T = ", "q4_invert_step": "the step from index 0 to 2",
+        "q6_sigma_hat": "tau = [2, 1, 0]",
+    }),
+    ({
+        # Q2: sigma eps instead of sigma z: the same when z = eps = 1 (and deterministic for eta = 0)
+        "ddim_step": "def ddim_step(eps, xt, alpha_bar_t, alpha_bar_prev, eta, noise):\n"
+                     "    sigma = eta * math.sqrt((1 - alpha_bar_prev) / (1 - alpha_bar_t) * (1 - alpha_bar_t / alpha_bar_prev))\n"
+                     "    x0_hat = (xt - math.sqrt(1 - alpha_bar_t) * eps) / math.sqrt(alpha_bar_t)\n"
+                     "    x_prev = math.sqrt(alpha_bar_prev) * x0_hat + math.sqrt(max(1 - alpha_bar_prev - sigma ** 2, 0)) * eps\n"
+                     "    return x_prev + sigma * eps, x0_hat",
+        # Q3: leading as floor(i T / S): the same as i floor(T / S) for T = 10, S = 3 and S = 5
+        "ddim_timesteps": "def ddim_timesteps(T, S, spacing):\n"
+                          "    if spacing == 'leading':\n"
+                          "        return [i * T // S for i in range(S)][::-1]\n"
+                          "    return [round(T - i * T / S) - 1 for i in range(S)]",
+        # Q4: alpha_bar[t + 1] for alpha_bar[t_next]: the same on steps to the next index
+        "ddim_invert_step": "def ddim_invert_step(eps, x, t, t_next, alpha_bar):\n"
+                            "    ab_t = 1.0 if t < 0 else alpha_bar[t].item()\n"
+                            "    ab_next = alpha_bar[t + 1].item()\n"
+                            "    x0_hat = (x - math.sqrt(1 - ab_t) * eps) / math.sqrt(ab_t)\n"
+                            "    return math.sqrt(ab_next) * x0_hat + math.sqrt(1 - ab_next) * eps",
+    }, {
+        "q2_ddim_step": "the step 0.36 -> 0.75 with eta = 1", "q3_timesteps": "tau by hand for T = ",
+        "q4_invert_step": "the step from index 0 to 2",
+    }),
+    ({
+        # Q2: the direction term without eps: the same when eps = 1
+        "ddim_step": "def ddim_step(eps, xt, alpha_bar_t, alpha_bar_prev, eta, noise):\n"
+                     "    sigma = eta * math.sqrt((1 - alpha_bar_prev) / (1 - alpha_bar_t) * (1 - alpha_bar_t / alpha_bar_prev))\n"
+                     "    x0_hat = (xt - math.sqrt(1 - alpha_bar_t) * eps) / math.sqrt(alpha_bar_t)\n"
+                     "    x_prev = math.sqrt(alpha_bar_prev) * x0_hat + math.sqrt(max(1 - alpha_bar_prev - sigma ** 2, 0))\n"
+                     "    return x_prev + sigma * noise, x0_hat",
+        # Q4: alpha_bar[t_next - 1] for alpha_bar[t] (the step taken to start one index below t_next): the same on
+        # steps to the next index
+        "ddim_invert_step": "def ddim_invert_step(eps, x, t, t_next, alpha_bar):\n"
+                            "    ab_t = 1.0 if t_next == 0 else alpha_bar[t_next - 1].item()\n"
+                            "    ab_next = alpha_bar[t_next].item()\n"
+                            "    x0_hat = (x - math.sqrt(1 - ab_t) * eps) / math.sqrt(ab_t)\n"
+                            "    return math.sqrt(ab_next) * x0_hat + math.sqrt(1 - ab_next) * eps",
+    }, {
+        "q2_ddim_step": "the step 0.36 -> 0.75 with eta = 1", "q4_invert_step": "the step from index 0 to 2",
+    }),
+]

@@ -13,6 +13,8 @@ def test_by_hand(ddim_sigma):
     ab_t, ab_prev = (torch.tensor([0.25, 0.5], dtype=torch.float64), torch.tensor([0.5, 1.0], dtype=torch.float64))
     assert_close(ddim_sigma(ab_t, ab_prev, 1.0), torch.tensor([1 / math.sqrt(3), 0.0], dtype=torch.float64), 'sigma(eta = 1) for the steps 0.25 -> 0.5 (sigma^2 = (0.5 / 0.75) (1 - 0.5) = 1/3) and 0.5 -> 1 (into the data: no noise)', rtol=1e-09, atol=1e-12, precision_hint=True)
     assert_close(ddim_sigma(ab_t, ab_prev, 0.5), torch.tensor([0.5 / math.sqrt(3), 0.0], dtype=torch.float64), 'sigma(eta = 0.5) for the same two steps', rtol=1e-09, atol=1e-12, precision_hint=True)
+    sigma2 = (1 - 0.9) / (1 - 0.3) * (1 - 0.3 / 0.9)
+    assert_close(ddim_sigma(torch.tensor([0.3], dtype=torch.float64), torch.tensor([0.9], dtype=torch.float64), 1.0), torch.tensor([math.sqrt(sigma2)], dtype=torch.float64), 'sigma(eta = 1) for the step 0.3 -> 0.9: sigma^2 = (1 - 0.9) / (1 - 0.3) * (1 - 0.3 / 0.9) = 2/21', rtol=1e-09, atol=1e-12, precision_hint=True)
 
 @test_case(points=0, hidden=False)
 def test_shape_and_dtype(ddim_sigma):

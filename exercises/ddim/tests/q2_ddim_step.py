@@ -21,6 +21,13 @@ def test_by_hand(ddim_step):
     assert_close(x_prev, torch.full((1, 3), math.sqrt(0.5) * (x0_hat + 1)), 'the step 0.25 -> 0.5 with eta = 0: sqrt(0.5) x0_hat + sqrt(0.5) eps')
     x_prev, _ = ddim_step(one, one, 0.25, 0.5, 1.0, one)
     assert_close(x_prev, torch.full((1, 3), math.sqrt(0.5) * x0_hat + math.sqrt(1 / 6) + 1 / math.sqrt(3)), 'the step 0.25 -> 0.5 with eta = 1 and z = 1: sigma^2 = 1/3, so sqrt(0.5) x0_hat + sqrt(1/6) + sqrt(1/3)')
+    xt, eps, z = (torch.full((1, 3), 2.0), torch.full((1, 3), -1.0), torch.full((1, 3), 0.5))
+    x_prev, x0 = ddim_step(eps, xt, 0.36, 0.75, 1.0, z)
+    x0_hat = (2 - math.sqrt(1 - 0.36) * -1) / math.sqrt(0.36)
+    assert_close(x0, torch.full((1, 3), x0_hat), 'x0_hat for alpha_bar_t = 0.36, x_t = 2, eps = -1: (2 + sqrt(0.64)) / 0.6 = 14/3')
+    sigma2 = (1 - 0.75) / (1 - 0.36) * (1 - 0.36 / 0.75)
+    expected = math.sqrt(0.75) * x0_hat + math.sqrt(1 - 0.75 - sigma2) * -1 + math.sqrt(sigma2) * 0.5
+    assert_close(x_prev, torch.full((1, 3), expected), 'the step 0.36 -> 0.75 with eta = 1 from x_t = 2, eps = -1, z = 0.5: sigma^2 = 13/64, so sqrt(0.75) 14/3 + sqrt(3/64) (-1) + sqrt(13/64) 0.5')
 
 @test_case(points=0, hidden=False)
 def test_shapes_and_determinism(ddim_step):

@@ -7,7 +7,7 @@ points = 1
 
 @test_case(points=None, hidden=False)
 def test_by_hand(ddim_timesteps):
-    for T, S, spacing, expected in [(10, 5, 'leading', [8, 6, 4, 2, 0]), (10, 5, 'trailing', [9, 7, 5, 3, 1]), (10, 3, 'leading', [6, 3, 0]), (10, 3, 'trailing', [9, 6, 2])]:
+    for T, S, spacing, expected in [(10, 5, 'leading', [8, 6, 4, 2, 0]), (10, 5, 'trailing', [9, 7, 5, 3, 1]), (10, 3, 'leading', [6, 3, 0]), (10, 3, 'trailing', [9, 6, 2]), (10, 6, 'leading', [5, 4, 3, 2, 1, 0]), (10, 6, 'trailing', [9, 7, 6, 4, 2, 1])]:
         taus = ddim_timesteps(T, S, spacing)
         assert isinstance(taus, (list, tuple)), f'ddim_timesteps should return a list of ints, not {taus!r:.60}.'
         got = [int(t) for t in taus]

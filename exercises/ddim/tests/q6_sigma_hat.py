@@ -16,6 +16,9 @@ def test_by_hand(eta_of_sigma_hat, sigma_hat_grain):
     assert isinstance(grain, float), f'sigma_hat_grain should return a Python float, not {type(grain).__name__}.'
     expected = math.sqrt((1 - 0.25 / 0.9) / 0.1)
     assert abs(grain - expected) < 1e-09 * expected, f'sigma_hat_grain(alpha_bar = (0.9, 0.5, 0.25), tau = [2, 0]) = {grain:.6g}, expected {expected:.6g}: sqrt(1 - 0.25 / 0.9) against sqrt(1 - 0.9).'
+    grain = sigma_hat_grain(f64(0.9, 0.5, 0.25), [2, 1, 0])
+    expected = math.sqrt((1 - 0.5 / 0.9) / (1 - 0.9))
+    assert abs(grain - expected) < 1e-09 * expected, f'sigma_hat_grain(alpha_bar = (0.9, 0.5, 0.25), tau = [2, 1, 0]) = {grain:.6g}, expected {expected:.6g}: the last noisy step goes from index 1 to 0, sqrt(1 - 0.5 / 0.9) against sqrt(1 - 0.9).'
 
 @test_case(points=0, hidden=False)
 def test_grain_has_the_right_form(GRAIN):
