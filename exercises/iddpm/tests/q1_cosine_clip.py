@@ -21,6 +21,8 @@ def test_by_hand(cosine_alpha_bar):
     assert_close(alpha_bar[:2], torch.tensor([0.75, 0.25], dtype=torch.float64), 'cosine_alpha_bar(3, s=0)[:2]: alpha_bar = f(t) / f(0) = 3/4, 1/4 before the clip', rtol=1e-09, atol=1e-12, precision_hint=True)
     assert_close(alpha_bar[2:], torch.tensor([0.25 * 0.001], dtype=torch.float64), 'cosine_alpha_bar(3, s=0)[2]: the last beta, 1, is clipped to 0.999, so alpha_bar = 1/4 * 0.001 (the formula says 0)', rtol=1e-09, atol=1e-12)
     assert_close(cosine_alpha_bar(3, s=0.0, max_beta=1.0), torch.tensor([0.75, 0.25, 0.0], dtype=torch.float64), 'cosine_alpha_bar(3, s=0, max_beta=1): no clip, alpha_bar = f(t) / f(0) = 3/4, 1/4, 0', rtol=1e-09, atol=1e-12, precision_hint=True)
+    expected = torch.tensor([0.75, 0.75 * (1 - 0.5), 0.75 * (1 - 0.5) * (1 - 0.5)], dtype=torch.float64)
+    assert_close(cosine_alpha_bar(3, s=0.0, max_beta=0.5), expected, 'cosine_alpha_bar(3, s=0, max_beta=0.5): the betas 1/4, 2/3, 1 are clipped to 1/4, 1/2, 1/2 (two of them, not only the last), so alpha_bar = 3/4, 3/8, 3/16', rtol=1e-09, atol=1e-12, precision_hint=True)
 
 @test_case(points=None, hidden=False)
 def test_formula_until_the_clip(cosine_alpha_bar):

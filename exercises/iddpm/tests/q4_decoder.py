@@ -16,6 +16,11 @@ def test_by_hand(decoder_nll):
     assert_tensor(nll, 'decoder_nll(x0 [1, 3], ...)', (1,))
     expected = -2 * math.log(phi(1)) - math.log(phi(1) - phi(-1))
     assert_close(nll, torch.tensor([expected]), 'decoder_nll of the levels -1, 1/255 and 1 with the mean on the level and sigma = 1/255: -log(Phi(1) - Phi(-1)) in the middle, -log Phi(1) at each end (those bins reach -inf and +inf)', rtol=1e-05, atol=1e-06)
+    d = (-0.5, 1.0, 1.5)
+    mean = x0 - torch.tensor([d]) / 255
+    nll = decoder_nll(x0, mean, torch.full((1, 3), 2 * math.log(1 / 255)))
+    expected = -math.log(phi(d[0] + 1)) - math.log(phi(d[1] + 1) - phi(d[1] - 1)) - math.log(1 - phi(d[2] - 1))
+    assert_close(nll, torch.tensor([expected]), 'decoder_nll of the levels -1, 1/255 and 1 with sigma = 1/255 and the means -1 + 0.5/255, 0 and 1 - 1.5/255: -log Phi(0.5) - log(Phi(2) - Phi(0)) - log(1 - Phi(0.5))', rtol=1e-05, atol=1e-06)
 
 @test_case(points=0, hidden=False)
 def test_image_shape(decoder_nll):
