@@ -13,7 +13,7 @@ export PYTHONHASHSEED := 0
 export OMP_NUM_THREADS ?= 2
 
 PROFILE ?= $(or $(COURSE_PROFILE),cpu)
-# Test workers, each with one thread: most of the time goes to otter runs, whose kernels start, import and wait
+# Test workers, each with one thread: most of the time goes to grading runs, whose processes start, import and wait
 # (3 workers on 2 cores: 251 s against 323 s with 2 workers of 2 threads each, measured on the course's machine).
 TEST_WORKERS ?= 3
 

@@ -62,7 +62,7 @@ def project(phases: dict[str, float]) -> list[str]:
         mean_set = sum(per_set.values()) / len(per_set)
         extra = (TARGET_CHAPTERS - len(per_set)) * mean_set / TEST_WORKERS
         projected["test"] = phases["test"] + max(extra, 0.0)
-        lines.append(f"grading: {len(per_set)} sets, mean {mean_set:.0f} s of otter runs each (quick mode); "
+        lines.append(f"grading: {len(per_set)} sets, mean {mean_set:.0f} s of grading runs each (quick mode); "
                      f"+{TARGET_CHAPTERS - len(per_set)} sets on {TEST_WORKERS} workers: +{extra:.0f} s on test")
     total_now, total_8 = sum(phases.values()), sum(projected.values())
     lines.append(f"total: {total_now:.0f} s now ({total_now / 60:.1f} min); projected to {TARGET_CHAPTERS} chapters: "

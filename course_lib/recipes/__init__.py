@@ -3,7 +3,8 @@
 Run one with ``python -m course_lib.train <name>`` (``--list`` shows them). Every recipe is seeded; the
 manifest records its steps, wall time, hardware and the metric it reached.
 
-Chapters 1-4 live in ``recipes.digits``, chapter 5 in ``recipes.guidance``; ``RECIPES`` names every one.
+Chapters 1-4 live in ``recipes.digits``, chapter 5 in ``recipes.guidance``, the shapes world's (chapters 6-8) in
+``recipes.shapes``; ``RECIPES`` names every one.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from .digits import (DDPM_DIGITS, HELD_OUT_STRATA, DDPMDigitsSettings, ddpm_digi
                      held_out_bits_per_dim, iddpm_digits, iddpm_digits_cosine, iddpm_digits_cosine_seed1,
                      iddpm_digits_hybrid, vae_digits)
 from .guidance import cfg_digits, cfg_digits_p20, ddpm_shapes, noisy_digit_classifier
+from .shapes import shapes_judge
 
 RECIPES = {
     "digit_classifier": digit_classifier,
@@ -24,4 +26,5 @@ RECIPES = {
     "cfg_digits": cfg_digits,
     "cfg_digits_p20": cfg_digits_p20,
     "ddpm_shapes": ddpm_shapes,
+    "shapes_judge": shapes_judge,
 }
