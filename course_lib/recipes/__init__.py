@@ -13,7 +13,7 @@ from .digits import (DDPM_DIGITS, HELD_OUT_STRATA, DDPMDigitsSettings, ddpm_digi
                      held_out_bits_per_dim, iddpm_digits, iddpm_digits_cosine, iddpm_digits_cosine_seed1,
                      iddpm_digits_hybrid, vae_digits)
 from .guidance import cfg_digits, cfg_digits_p20, ddpm_shapes, noisy_digit_classifier
-from .shapes import shapes_judge
+from .shapes import shapes_judge, tiny_clip
 
 RECIPES = {
     "digit_classifier": digit_classifier,
@@ -27,4 +27,5 @@ RECIPES = {
     "cfg_digits_p20": cfg_digits_p20,
     "ddpm_shapes": ddpm_shapes,
     "shapes_judge": shapes_judge,
+    "tiny_clip": tiny_clip,
 }

@@ -38,3 +38,44 @@ def shapes_judge(steps: int = 1500, seed: int = 0, batch_size: int = 128) -> dic
                     recipe="python -m course_lib.train shapes_judge", steps=steps,
                     wall_time_s=result.wall_time_s, metrics=metrics)
     return metrics
+
+
+CLIP_TRAIN, CLIP_TEST = 20_000, 500
+
+
+def tiny_clip(steps: int = 1500, seed: int = 0, batch_size: int = 256) -> dict:
+    """The tiny CLIP (``clip.TINY_CLIP``), trained contrastively on renders of all six shapes with their captions.
+
+    Metrics on held-out renders: retrieval (top-1 caption among 500), zero-shot accuracy per attribute, and the
+    cosine similarity of matched and of shuffled image-caption pairs.
+    """
+    from transformers import CLIPModel
+
+    from ..clip import clip_loss_fn, clip_score, retrieval_accuracy, tiny_clip_config, zero_shot_attributes
+    from ..data import shapes
+    from ..text import load_tokenizer, tokenize
+    from ..trainer import train
+
+    torch.manual_seed(seed)
+    tokenizer = load_tokenizer()
+    data = shapes(CLIP_TRAIN, seed=seed + 10)
+    tokens = tokenize(tokenizer, list(data.captions))
+    config = tiny_clip_config(tokenizer)
+    model = CLIPModel(config)
+    result = train(model, clip_loss_fn(), (tokens["input_ids"], tokens["attention_mask"], data.images), steps=steps,
+                   batch_size=batch_size, lr=1e-3, weight_decay=0.1, warmup_steps=100, ema_decay=0.995, seed=seed,
+                   device="cpu")
+    if not result.is_main_process:
+        return {}
+    clip = result.ema_model.cpu().eval()
+    test = shapes(CLIP_TEST, seed=seed + 2000)
+    shuffled = [test.captions[i] for i in torch.randperm(CLIP_TEST, generator=torch.Generator().manual_seed(1))]
+    metrics = {"retrieval_top1": retrieval_accuracy(clip, tokenizer, test.images, list(test.captions)),
+               "zero_shot": zero_shot_attributes(clip, tokenizer, test.images, list(test.captions)),
+               "cosine_matched": clip_score(clip, tokenizer, test.images, list(test.captions)).mean().item(),
+               "cosine_shuffled": clip_score(clip, tokenizer, test.images, shuffled).mean().item(),
+               "final_loss": sum(result.losses[-50:]) / len(result.losses[-50:])}
+    save_checkpoint("tiny_clip", clip, model_kind="clip", config=config.to_dict(),
+                    recipe="python -m course_lib.train tiny_clip", steps=steps, wall_time_s=result.wall_time_s,
+                    metrics=metrics)
+    return metrics
