@@ -128,9 +128,8 @@ def tokenize(tokenizer, prompts: list[str]) -> dict:
     if len(prompts) == 0:
         raise ValueError("no prompts: pass at least one (the empty string '' is the unconditional prompt).")
     limit = tokenizer.model_max_length
-    for p in prompts:
-        n = len(tokenizer(p).input_ids)
-        if n > limit:
-            warnings.warn(f"prompt {p!r} is {n} tokens, more than {limit}; its end is cut off (as in SD, whose limit "
-                          "is 77).", stacklevel=2)
+    for p, ids in zip(prompts, tokenizer(list(prompts)).input_ids):  # one batched call: lengths before truncation
+        if len(ids) > limit:
+            warnings.warn(f"prompt {p!r} is {len(ids)} tokens, more than {limit}; its end is cut off (as in SD, whose "
+                          "limit is 77).", stacklevel=2)
     return tokenizer(list(prompts), padding="max_length", truncation=True, max_length=limit, return_tensors="pt")
