@@ -25,7 +25,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import nbformat
@@ -33,6 +32,7 @@ import nbformat
 ROOT = Path(__file__).resolve().parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # the isolated grader, exercises/grader
+from grader.runner import Graded as Result  # noqa: E402 (after the path): one graded submission
 SOURCE, DIST = ROOT / "source", ROOT / "dist"
 GRADE_TIMEOUT_S = 1800  # a whole submission; questions and cells have their own, smaller limits
 OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PYDEVD_DISABLE_FILE_VALIDATION": "1"}
@@ -148,23 +148,6 @@ def stale_files(name: str) -> list[str]:
 
 # --- grade ------------------------------------------------------------------------------------------
 
-@dataclass
-class Result:
-    """One graded submission: points per question, and why a question lost points."""
-
-    file: str
-    scores: dict[str, float]
-    possible: dict[str, float]
-    reasons: dict[str, str] = field(default_factory=dict)
-    seconds: float = 0.0
-    error: str = ""
-    isolation: str = ""
-
-    @property
-    def total(self) -> float:
-        return sum(self.scores.values())
-
-
 def question_points(name: str) -> dict[str, float]:
     """{question: points possible} read from the bundle's test files (hidden tests included)."""
     import zipfile
@@ -235,8 +218,8 @@ def grade(notebook: str | Path, name: str | None = None, timeout: float = GRADE_
     error = g.error
     if not error and len(g.cell_errors) > 1 and all(g.cell_errors):
         error = f"every cell failed; the first: {g.cell_errors[0]}"
-    return Result(notebook.name, {q: g.scores.get(q, 0.0) for q in possible}, possible, g.reasons, g.seconds, error,
-                  isolation=g.isolation)
+    g.scores, g.possible, g.error = {q: g.scores.get(q, 0.0) for q in possible}, possible, error
+    return g
 
 
 def protect_secrets() -> list[str]:

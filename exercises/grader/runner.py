@@ -32,6 +32,9 @@ CHECK_LINE = re.compile(r"^\s*(grader\.(check|check_all|export)\(.*\)|#.*)?\s*$"
 
 @dataclass
 class Graded:
+    """One graded submission: points per question, why a question lost points, and how the run went."""
+
+    file: str
     scores: dict[str, float]
     possible: dict[str, float]
     reasons: dict[str, str] = field(default_factory=dict)
@@ -39,7 +42,11 @@ class Graded:
     error: str = ""
     isolation: str = ""
     cell_errors: list[str] = field(default_factory=list)
-    cpu_s: float = 0.0
+    cpu_s: float = 0.0  # CPU seconds of the submission's process, read from /proc by the grader
+
+    @property
+    def total(self) -> float:
+        return sum(self.scores.values())
 
 
 class _TestTimeout(BaseException):
@@ -135,14 +142,14 @@ def grade_notebook(notebook: Path, bundle: Path, *, cell_timeout: float | None =
             nb = nbformat.read(notebook, as_version=4)
             cells = submission_cells(nb)
         except Exception as e:  # noqa: BLE001 -- not a notebook at all
-            return Graded(zeros, possible, error=f"could not read the notebook: {e}")
+            return Graded(notebook.name, zeros, possible, error=f"could not read the notebook: {e}")
         cell_timeout = cell_timeout or float(limits.get("cell_timeout", 300))
         test_timeout = test_timeout or float(limits.get("test_timeout", 60))
         question_timeouts = limits.get("question_timeouts", {}) or {}
         measured.clear_cache()
         scores, reasons = dict(zeros), {}
         with Sandbox(cpu_s=total_timeout) as box:
-            graded = Graded(scores, possible, reasons, isolation=box.isolation)
+            graded = Graded(notebook.name, scores, possible, reasons, isolation=box.isolation)
             try:
                 missing = box.refuse(refused)
                 if missing:

@@ -210,21 +210,15 @@ def _full_size_only():
         pytest.skip("quick mode: measured questions are plumbing checks")
 
 
-def test_a_model_that_memorised_the_held_out_digits_scores_zero(fresh, tmp_path):
+@pytest.mark.parametrize("make_model, reason", [(MEMORISER, "memorised"), (PRETRAINED, "before any training")],
+                         ids=["memoriser-of-all-digits", "shipped-checkpoint"])
+def test_a_model_that_has_seen_the_evaluation_data_scores_zero(fresh, tmp_path, make_model, reason):
+    """Improved DDPM, full size: a 'model' that stores all 1797 digits and predicts their noise exactly (the bound
+    floor), and the shipped 54-minute model nudged by 1e-9 (the untrained bound) both get 0 on q9, with the reason."""
     _full_size_only()
     student = nbformat.read(tools.ROOT / "iddpm" / "iddpm.ipynb", as_version=4)
     path = tmp_path / "iddpm.ipynb"
-    nbformat.write(with_answers(student, {"make_model": MEMORISER}), path)
-    result = grade_case(path, "iddpm", "attack-memoriser")
+    nbformat.write(with_answers(student, {"make_model": make_model}), path)
+    result = grade_case(path, "iddpm", f"attack-{reason.split()[0]}")
     table = tools.format_table(result)
-    assert result.scores["q9_train"] == 0 and "memorised" in result.reasons["q9_train"], table
-
-
-def test_the_shipped_checkpoint_as_make_model_scores_zero(fresh, tmp_path):
-    _full_size_only()
-    student = nbformat.read(tools.ROOT / "iddpm" / "iddpm.ipynb", as_version=4)
-    path = tmp_path / "iddpm.ipynb"
-    nbformat.write(with_answers(student, {"make_model": PRETRAINED}), path)
-    result = grade_case(path, "iddpm", "attack-pretrained")
-    table = tools.format_table(result)
-    assert result.scores["q9_train"] == 0 and "before any training" in result.reasons["q9_train"], table
+    assert result.scores["q9_train"] == 0 and reason in result.reasons["q9_train"], table
