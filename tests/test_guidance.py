@@ -8,8 +8,8 @@ import torch
 from course_lib.data import gaussian_mixture, mixture_means
 from course_lib.ddim import ddim_step
 from course_lib.distributions import NoisedGaussianMixture
-from course_lib.guidance import (ClassifierFreeGuidance, ClassifierGuidance, LossGuidance, cfg_loss_fn,
-                                 classifier_log_prob_grad, colour_loss, drop_labels, foreground_colour,
+from course_lib.guidance import (ClassifierFreeGuidance, ClassifierGuidance, GuidanceInterval, LossGuidance,
+                                 cfg_loss_fn, classifier_log_prob_grad, colour_loss, drop_labels, foreground_colour,
                                  foreground_weights)
 from course_lib.noisy_classifier import NoisyClassifier, NoisyClassifierConfig, accuracy_by_t
 from course_lib.samplers import ddpm_step
@@ -87,6 +87,30 @@ def test_guided_sampling_on_the_mixture_lands_in_the_requested_class(mixture):
                     y=y).double()
     nearest = torch.cdist(x, mixture.means).argmin(1)
     assert (nearest == y).float().mean() > 0.97  # components 5.9 stds apart: the conditional model is the class
+
+
+def test_guidance_interval_guides_inside_and_is_the_conditional_model_outside(mixture):
+    guided = ClassifierGuidance(mixture.eps, mixture.logits, SCHEDULE, scale=5.0)
+    plain = ClassifierGuidance(mixture.eps, mixture.logits, SCHEDULE, scale=1.0)
+    limited = GuidanceInterval(guided, plain, 50, 100)
+    x, y = torch.randn(6, 2, dtype=torch.float64), torch.tensor([0, 1, 2, 3, 0, 1])
+    t = torch.tensor([0, 49, 50, 75, 100, 101])  # one batch across both ends of the interval
+    inside = torch.tensor([False, False, True, True, True, False])
+    out = limited(x, t, y=y)
+    torch.testing.assert_close(out[inside], guided(x, t, y=y)[inside])
+    torch.testing.assert_close(out[~inside], mixture.eps(x, t, y)[~inside])  # scale 1: the conditional model
+    assert (out[inside] - mixture.eps(x, t, y)[inside]).abs().max() > 1e-3  # and inside, guidance changes it
+    for t_all, model in ((75, guided), (500, plain)):  # a batch on one side: that model alone
+        t_same = torch.full((6,), t_all)
+        torch.testing.assert_close(limited(x, t_same, y=y), model(x, t_same, y=y))
+    everywhere = GuidanceInterval(guided, plain, 0, SCHEDULE.num_timesteps - 1)
+    torch.testing.assert_close(everywhere(x, t, y=y), guided(x, t, y=y))
+
+
+def test_guidance_interval_bad_input(mixture):
+    for t_min, t_max in ((-1, 10), (20, 10), (0.5, 10), (0, None)):
+        with pytest.raises(ValueError, match="t_min <= t_max"):
+            GuidanceInterval(mixture.eps, mixture.eps, t_min, t_max)
 
 
 # --- classifier-free guidance ----------------------------------------------------------------------------
