@@ -102,13 +102,11 @@ def retrieval_accuracy(model, tokenizer, images: Tensor, prompts: Sequence[str])
 def zero_shot_attributes(model, tokenizer, images: Tensor, captions: Sequence[str]) -> dict[str, float]:
     """Zero-shot accuracy per attribute: for each image, the caption is rewritten with every value of one attribute
     (the other three kept) and CLIP's most similar version must be the true one."""
-    from .data import COLOURS, POSITIONS, SHAPES, SIZES, caption, parse_caption
-
-    values = {"shape": SHAPES, "colour": COLOURS, "size": SIZES, "position": POSITIONS}
+    from .data import ATTRIBUTES, caption, parse_caption
     image_emb, _ = embed(model, images=images)
     parsed = [parse_caption(c) for c in captions]
     report = {}
-    for name, options in values.items():
+    for name, options in ATTRIBUTES.items():
         versions = [caption(**{**attrs, name: k}) for attrs in parsed for k in range(len(options))]
         _, text_emb = embed(model, tokenizer, prompts=versions)
         scores = (text_emb.view(len(parsed), len(options), -1) @ image_emb[:, :, None])[..., 0]  # [N, K]

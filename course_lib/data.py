@@ -214,6 +214,7 @@ COLOUR_RGB = {"red": (230, 40, 40), "green": (40, 190, 60), "blue": (50, 100, 24
 COLOURS = tuple(COLOUR_RGB)
 SIZES = ("small", "large")
 POSITIONS = ("top left", "top right", "bottom left", "bottom right", "center")
+ATTRIBUTES = {"shape": SHAPES, "colour": COLOURS, "size": SIZES, "position": POSITIONS}  # a caption's four parts
 BACKGROUND_RGB = (0, 0, 0)
 _SIZE_RADIUS = (0.13, 0.24)  # shape half-width as a fraction of the image side
 _POSITION_XY = ((0.3, 0.3), (0.7, 0.3), (0.3, 0.7), (0.7, 0.7), (0.5, 0.5))  # centre, fraction of side

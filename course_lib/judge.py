@@ -20,9 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .data import COLOURS, POSITIONS, SHAPES, SIZES, parse_caption
-
-ATTRIBUTES = {"shape": SHAPES, "colour": COLOURS, "size": SIZES, "position": POSITIONS}
+from .data import ATTRIBUTES, parse_caption
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ model or classifier) stay here and are called back.
 
 from __future__ import annotations
 
+import functools
 import os
 import random
 import resource
@@ -54,6 +55,7 @@ def _reachable_by_others(path: Path) -> bool:
     return bool(os.stat(path).st_mode & (stat.S_IROTH | stat.S_IXOTH))
 
 
+@functools.lru_cache(maxsize=1)
 def _python_for_others() -> str:
     """A Python of this version that an unprivileged user can run (this one, or a system one of the same version)."""
     major, minor = sys.version_info[:2]
