@@ -13,7 +13,7 @@ from .digits import (DDPM_DIGITS, HELD_OUT_STRATA, DDPMDigitsSettings, ddpm_digi
                      held_out_bits_per_dim, iddpm_digits, iddpm_digits_cosine, iddpm_digits_cosine_seed1,
                      iddpm_digits_hybrid, vae_digits)
 from .guidance import cfg_digits, cfg_digits_p20, ddpm_shapes, noisy_digit_classifier
-from .shapes import shapes_autoencoder, shapes_judge, tiny_clip
+from .shapes import shapes_autoencoder, shapes_judge, tiny_clip, tiny_sd
 
 RECIPES = {
     "digit_classifier": digit_classifier,
@@ -29,4 +29,5 @@ RECIPES = {
     "shapes_judge": shapes_judge,
     "tiny_clip": tiny_clip,
     "shapes_autoencoder": shapes_autoencoder,
+    "tiny_sd": tiny_sd,
 }

@@ -1,0 +1,272 @@
+"""A tiny Stable Diffusion for the shapes world: a text-conditioned U-Net on the autoencoder's latents, assembled into
+diffusers' own ``StableDiffusionPipeline``, and that pipeline's loop written out (``generate``).
+
+Stable Diffusion (Rombach et al. 2022) is four parts: CLIP's text encoder turns the prompt into one vector per token;
+a U-Net predicts the noise in a latent, reading the tokens through cross-attention; a scheduler runs the reverse
+process; the autoencoder decodes the final latent. The course's twin uses the same classes at a tiny size
+(``clip.TINY_CLIP``'s text tower, ``latent.TINY_AUTOENCODER``, ``TINY_UNET`` below), so the same pipeline code runs
+it on a CPU and the real model on a GPU. The U-Net is trained without hearts (``HELD_OUT_SHAPE``), for chapter 8 to
+teach, and without a fixed set of attribute combinations (``held_out_combination``), to measure whether it composes
+attributes it saw only apart.
+
+    pipe = load_pipeline()                                   # the shipped directory, SHA-256 checked
+    images = generate(pipe, ["a large red circle at the top left"], guidance_scale=4.0, num_inference_steps=30,
+                      generator=torch.Generator().manual_seed(0))   # [1, 3, 32, 32] in [-1, 1]
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .checkpoints import CHECKPOINT_DIR, CheckpointError, sha256_file
+
+HELD_OUT_SHAPE = "heart"  # never seen by the U-Net: chapter 8 teaches it with DreamBooth
+PIPELINE_NAME = "tiny_sd"  # the shipped pipeline directory, checkpoints/tiny_sd
+# The gpu profile's model: an SD 1.5-class checkpoint on the Hugging Face hub (same pipeline class, 512 x 512).
+HUB_MODEL_ID = "stable-diffusion-v1-5/stable-diffusion-v1-5"
+
+TINY_UNET = dict(  # diffusers.UNet2DConditionModel keyword arguments: 8 x 8 x 4 latents, three levels (8, 4, 2)
+    sample_size=8, in_channels=4, out_channels=4, block_out_channels=(32, 64, 64), layers_per_block=1,
+    down_block_types=("CrossAttnDownBlock2D",) * 3, up_block_types=("CrossAttnUpBlock2D",) * 3,
+    cross_attention_dim=64, attention_head_dim=8, norm_num_groups=16,
+)
+# Stable Diffusion's noise schedule ("scaled_linear": sqrt(beta) linear from sqrt(0.00085) to sqrt(0.012), T = 1000).
+SD_SCHEDULE = dict(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+                   clip_sample=False, set_alpha_to_one=False, steps_offset=1, prediction_type="epsilon")
+
+
+def tiny_unet(**overrides):
+    """A new ``diffusers.UNet2DConditionModel`` with ``TINY_UNET``'s sizes (and any ``overrides``)."""
+    from diffusers import UNet2DConditionModel
+
+    return UNet2DConditionModel(**{**TINY_UNET, **overrides})
+
+
+def make_scheduler(kind: str = "ddpm"):
+    """A diffusers scheduler with SD's schedule: "ddpm" (ancestral, Ho et al.), "ddim" (eta = 0, Song et al.) or
+    "euler" (Karras et al.'s Euler steps); swapping schedulers in a pipeline is ``pipe.scheduler = make_scheduler(..)``."""
+    from diffusers import DDIMScheduler, DDPMScheduler, EulerDiscreteScheduler
+
+    kinds = {"ddpm": DDPMScheduler, "ddim": DDIMScheduler, "euler": EulerDiscreteScheduler}
+    if kind not in kinds:
+        raise ValueError(f"unknown scheduler {kind!r}; choose one of {sorted(kinds)}.")
+    settings = dict(SD_SCHEDULE)
+    if kind == "euler":
+        settings = {k: v for k, v in settings.items() if k not in ("clip_sample", "set_alpha_to_one")}
+    if kind == "ddpm":
+        settings.pop("set_alpha_to_one")
+    return kinds[kind](**settings)
+
+
+def text_encoder_from_clip(clip):
+    """The text tower of a ``CLIPModel`` as the ``CLIPTextModel`` a pipeline takes (the same weights, copied)."""
+    from transformers import CLIPTextModel
+
+    encoder = CLIPTextModel(clip.config.text_config)
+    getattr(encoder, "text_model", encoder).load_state_dict(clip.text_model.state_dict())  # transformers 4 nests it
+    return encoder.eval().requires_grad_(False)
+
+
+# --- which captions the U-Net trains on ---------------------------------------------------------------------------
+
+def held_out_combination(shape: int, colour: int, size: int, position: int) -> bool:
+    """True for the attribute combinations the U-Net never sees in training: one in ten of the (shape, colour, size,
+    position) tuples, spread so that every single value (and most pairs) still appear in other combinations."""
+    return (7 * shape + 3 * colour + 5 * size + position) % 10 == 0
+
+
+def training_data(n: int, seed: int = 0):
+    """``data.shapes`` renders for the U-Net: every shape but ``HELD_OUT_SHAPE``, no held-out combination."""
+    from .data import SHAPES, shapes
+
+    data = shapes(n, seed=seed, include_shapes=[s for s in SHAPES if s != HELD_OUT_SHAPE])
+    keep = torch.tensor([not held_out_combination(*map(int, a))
+                         for a in zip(data.shape, data.colour, data.size, data.position)])
+    return data, keep
+
+
+def held_out_captions() -> list[str]:
+    """The captions of every held-out combination of the trained shapes (the U-Net saw none of them)."""
+    from .data import COLOURS, POSITIONS, SHAPES, SIZES, caption
+
+    return [caption(s, c, z, p) for s in range(len(SHAPES)) if SHAPES[s] != HELD_OUT_SHAPE
+            for c in range(len(COLOURS)) for z in range(len(SIZES)) for p in range(len(POSITIONS))
+            if held_out_combination(s, c, z, p)]
+
+
+# --- training ---------------------------------------------------------------------------------------------------
+
+@torch.no_grad()
+def encode_prompts(text_encoder, tokenizer, prompts: Sequence[str], batch_size: int = 512) -> Tensor:
+    """The U-Net's condition, ``[N, max_length, hidden]``: the text encoder's last hidden states of the prompts, padded
+    to the tokenizer's maximum and read without an attention mask, exactly as ``StableDiffusionPipeline`` does."""
+    from .text import tokenize
+
+    if len(prompts) == 0:
+        raise ValueError("no prompts given; pass a list of at least one string ('' is the empty prompt).")
+    out = []
+    for i in range(0, len(prompts), batch_size):
+        ids = tokenize(tokenizer, list(prompts[i:i + batch_size]))["input_ids"]
+        out.append(text_encoder(ids.to(text_encoder.device))[0])
+    return torch.cat(out)
+
+
+def latent_diffusion_loss_fn(alphas_cumprod: Tensor, null_condition: Tensor, p_uncond: float = 0.1,
+                             generator: torch.Generator | None = None):
+    """``loss_fn(unet, (latents, conditions))`` for ``trainer.train``: L_simple on scaled latents ``[B, 4, h, w]``
+    with text conditions ``[B, L, D]``; each example's condition is replaced by ``null_condition`` (``[L, D]``, the
+    empty prompt's) with probability ``p_uncond``, so the one network also learns the unconditional score that
+    classifier-free guidance needs (Ho & Salimans 2022, Algorithm 1, with the empty prompt as the null label)."""
+    if not 0.0 <= p_uncond < 1.0:
+        raise ValueError(f"p_uncond must be in [0, 1), got {p_uncond}.")
+
+    def loss_fn(unet, batch) -> Tensor:
+        z0, cond = batch
+        b = len(z0)
+        t = torch.randint(0, len(alphas_cumprod), (b,), generator=generator).to(z0.device)
+        noise = torch.randn(z0.shape, generator=generator).to(z0)
+        drop = (torch.rand(b, generator=generator) < p_uncond).to(z0.device)
+        cond = torch.where(drop[:, None, None], null_condition.to(cond), cond)
+        ab = alphas_cumprod.to(z0)[t].view(b, 1, 1, 1)
+        zt = ab.sqrt() * z0 + (1 - ab).sqrt() * noise
+        return F.mse_loss(unet(zt, t, encoder_hidden_states=cond).sample, noise)
+
+    return loss_fn
+
+
+# --- the pipeline: assemble, save with a manifest, load after the SHA check ---------------------------------------
+
+def build_pipeline(vae, text_encoder, tokenizer, unet, scheduler=None):
+    """``diffusers.StableDiffusionPipeline`` from the parts, without the safety checker (nothing here to check)."""
+    from diffusers import StableDiffusionPipeline
+
+    return StableDiffusionPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
+                                   scheduler=scheduler if scheduler is not None else make_scheduler("ddpm"),
+                                   safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+
+
+def save_pipeline(pipe, directory: str | Path, **record) -> dict:
+    """``pipe.save_pretrained`` (safetensors) into ``directory`` plus ``manifest.json``: the SHA-256 of every file,
+    and ``record`` (recipe, steps, time, metrics). Returns the manifest.
+
+    The U-Net is stored in float16, which halves its file (shipped files stay under 5 MB); ``load_pipeline`` casts
+    every part back to float32. ``pipe`` itself is left in float32."""
+    from diffusers.utils import logging
+
+    directory, verbosity = Path(directory), logging.get_verbosity()
+    logging.set_verbosity_error()  # casting a whole U-Net with .to() is what we mean; diffusers would warn
+    pipe.unet.to(torch.float16)
+    try:
+        pipe.save_pretrained(directory, safe_serialization=True)
+    finally:
+        pipe.unet.to(torch.float32)
+        logging.set_verbosity(verbosity)
+    files = sorted(p for p in directory.rglob("*") if p.is_file() and p.name != "manifest.json")
+    manifest = {"files": {str(p.relative_to(directory)): sha256_file(p) for p in files}, **record}
+    (directory / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    return manifest
+
+
+def verify_pipeline(directory: str | Path) -> dict:
+    """Check every file of a saved pipeline against its ``manifest.json``; return the manifest or raise
+    ``CheckpointError`` naming the file that is missing, changed or not in the manifest."""
+    directory = Path(directory)
+    path = directory / "manifest.json"
+    if not path.exists():
+        raise CheckpointError(f"{directory} has no manifest.json, so its files cannot be checked; save it with "
+                              "text_to_image.save_pipeline or re-create it with `python -m course_lib.train tiny_sd`.")
+    manifest = json.loads(path.read_text())
+    for name, digest in manifest["files"].items():
+        if not (directory / name).exists():
+            raise CheckpointError(f"{directory / name} is missing; reinstall course_lib or re-create the pipeline.")
+        if sha256_file(directory / name) != digest:
+            raise CheckpointError(f"SHA-256 of {directory / name} does not match the manifest; the file was changed or "
+                                  "corrupted. Refusing to load it. Reinstall course_lib or re-create the pipeline.")
+    extra = [str(p.relative_to(directory)) for p in directory.rglob("*") if p.is_file()
+             and p.name != "manifest.json" and str(p.relative_to(directory)) not in manifest["files"]]
+    if any(p.endswith((".bin", ".pt", ".pth", ".ckpt", ".pkl", ".safetensors")) for p in extra):
+        raise CheckpointError(f"{directory} holds weight files its manifest does not list: {extra}; refusing to load.")
+    return manifest
+
+
+def load_pipeline(source: str | Path | None = None, scheduler: str = "ddpm", device: str | torch.device = "cpu"):
+    """``StableDiffusionPipeline.from_pretrained`` on the shipped tiny pipeline (default; its files' SHA-256 checked
+    first, offline) or on another local directory or hub id (the gpu profile passes ``HUB_MODEL_ID``).
+
+    The same line loads both; only the tiny one is checked against a manifest. A hub id that cannot be downloaded
+    stops with a message naming the offline alternative."""
+    from diffusers import StableDiffusionPipeline
+
+    source = Path(CHECKPOINT_DIR / PIPELINE_NAME) if source is None else source
+    local = Path(source).exists()
+    if local:
+        verify_pipeline(source)
+    try:
+        pipe = StableDiffusionPipeline.from_pretrained(str(source), local_files_only=local, dtype=torch.float32,
+                                                       safety_checker=None, requires_safety_checker=False)
+    except OSError as error:
+        raise OSError(f"could not load {source!r} ({error.__class__.__name__}): it is neither a local directory nor "
+                      "downloadable from here. Offline, use the course's tiny pipeline: load_pipeline() (no "
+                      "argument).") from error
+    pipe.scheduler = make_scheduler(scheduler) if local else pipe.scheduler
+    pipe.set_progress_bar_config(disable=True)
+    return pipe.to(device)
+
+
+# --- the pipeline's loop, opened ------------------------------------------------------------------------------------
+
+@torch.no_grad()
+def generate(pipe, prompts: Sequence[str], guidance_scale: float = 7.5, num_inference_steps: int = 50,
+             negative_prompts: Sequence[str] | None = None, generator: torch.Generator | None = None,
+             latents: Tensor | None = None) -> Tensor:
+    """``StableDiffusionPipeline.__call__`` written out: the same images for the same seed, ``[N, 3, H, W]`` in [-1, 1].
+
+    ``guidance_scale`` is diffusers' g = 1 + w of chapter 5 (g = 1: the conditional model alone; no second pass).
+    ``negative_prompts`` replace the empty prompt in the unconditional half (one per prompt).
+    """
+    if len(prompts) == 0:
+        raise ValueError("no prompts given; pass a list of at least one prompt.")
+    if guidance_scale < 0:
+        raise ValueError(f"guidance_scale must be >= 0 (1 = no guidance), got {guidance_scale}.")
+    unet, scheduler, vae = pipe.unet, pipe.scheduler, pipe.vae
+    negative = [""] * len(prompts) if negative_prompts is None else list(negative_prompts)
+    if len(negative) != len(prompts):
+        raise ValueError(f"{len(prompts)} prompts but {len(negative)} negative prompts; pass one per prompt.")
+    cond = encode_prompts(pipe.text_encoder, pipe.tokenizer, list(prompts))
+    guided = guidance_scale > 1.0
+    if guided:  # the unconditional half first, as diffusers orders it
+        cond = torch.cat([encode_prompts(pipe.text_encoder, pipe.tokenizer, negative), cond])
+    scheduler.set_timesteps(num_inference_steps)
+    size = unet.config.sample_size
+    if latents is None:
+        latents = torch.randn((len(prompts), unet.config.in_channels, size, size), generator=generator)
+    z = latents.to(unet.device) * scheduler.init_noise_sigma
+    for t in scheduler.timesteps:
+        z_in = scheduler.scale_model_input(torch.cat([z, z]) if guided else z, t)
+        eps = unet(z_in, t, encoder_hidden_states=cond).sample
+        if guided:
+            eps_uncond, eps_cond = eps.chunk(2)
+            eps = eps_uncond + guidance_scale * (eps_cond - eps_uncond)
+        z = scheduler.step(eps, t, z, generator=generator).prev_sample
+    return vae.decode(z / vae.config.scaling_factor).sample.clamp(-1, 1)
+
+
+# --- measuring it ---------------------------------------------------------------------------------------------------
+
+def adherence_of(pipe, judge, prompts: Sequence[str], guidance_scale: float, samples_per_prompt: int = 4,
+                 num_inference_steps: int = 30, seed: int = 0, batch_size: int = 128) -> tuple[dict, Tensor]:
+    """The judge's prompt adherence (per attribute and ``"all"``) of ``samples_per_prompt`` images per prompt, and the
+    images ``[len(prompts) * samples_per_prompt, 3, H, W]`` (prompt-major), generated with ``generate`` from ``seed``."""
+    from .judge import adherence
+
+    captions = [p for p in prompts for _ in range(samples_per_prompt)]
+    generator = torch.Generator().manual_seed(seed)
+    images = torch.cat([generate(pipe, captions[i:i + batch_size], guidance_scale, num_inference_steps,
+                                 generator=generator).cpu() for i in range(0, len(captions), batch_size)])
+    return adherence(judge, images, captions), images
