@@ -227,34 +227,49 @@ def generate(pipe, prompts: Sequence[str], guidance_scale: float = 7.5, num_infe
              latents: Tensor | None = None) -> Tensor:
     """``StableDiffusionPipeline.__call__`` written out: the same images for the same seed, ``[N, 3, H, W]`` in [-1, 1].
 
-    ``guidance_scale`` is diffusers' g = 1 + w of chapter 5 (g = 1: the conditional model alone; no second pass).
-    ``negative_prompts`` replace the empty prompt in the unconditional half (one per prompt).
+    Encode the prompts and the empty (or negative) prompts, run the guided reverse process on the latents
+    (``denoise``), undo the latent scaling and decode. ``guidance_scale`` is diffusers' g = 1 + w of chapter 5.
     """
     if len(prompts) == 0:
         raise ValueError("no prompts given; pass a list of at least one prompt.")
-    if guidance_scale < 0:
-        raise ValueError(f"guidance_scale must be >= 0 (1 = no guidance), got {guidance_scale}.")
-    unet, scheduler, vae = pipe.unet, pipe.scheduler, pipe.vae
     negative = [""] * len(prompts) if negative_prompts is None else list(negative_prompts)
     if len(negative) != len(prompts):
         raise ValueError(f"{len(prompts)} prompts but {len(negative)} negative prompts; pass one per prompt.")
     cond = encode_prompts(pipe.text_encoder, pipe.tokenizer, list(prompts))
+    uncond = encode_prompts(pipe.text_encoder, pipe.tokenizer, negative) if guidance_scale > 1.0 else None
+    z = denoise(pipe.unet, pipe.scheduler, cond, uncond, guidance_scale, num_inference_steps, generator, latents)
+    return pipe.vae.decode(z / pipe.vae.config.scaling_factor).sample.clamp(-1, 1)
+
+
+@torch.no_grad()
+def denoise(unet, scheduler, cond: Tensor, uncond: Tensor | None, guidance_scale: float, num_inference_steps: int,
+            generator: torch.Generator | None = None, latents: Tensor | None = None) -> Tensor:
+    """The reverse process with classifier-free guidance: from noise ``[N, C, S, S]`` (drawn from ``generator``, or
+    ``latents``) to a sample, with ``unet(z, t, encoder_hidden_states)`` and any diffusers ``scheduler``.
+
+    ``cond`` / ``uncond``: text states ``[N, L, D]`` of the prompts and of the empty (negative) prompts. Guided
+    (g > 1), each step runs the U-Net on both halves in one batch, unconditional first as diffusers orders it, and
+    combines eps = eps_u + g (eps_c - eps_u); at g = 1 that is eps_c, so ``uncond`` is not needed.
+    """
+    if guidance_scale < 0:
+        raise ValueError(f"guidance_scale must be >= 0 (1 = no guidance), got {guidance_scale}.")
     guided = guidance_scale > 1.0
-    if guided:  # the unconditional half first, as diffusers orders it
-        cond = torch.cat([encode_prompts(pipe.text_encoder, pipe.tokenizer, negative), cond])
+    if guided and uncond is None:
+        raise ValueError("guidance_scale > 1 needs the unconditional states: pass uncond (the empty prompt's).")
+    context = torch.cat([uncond, cond]) if guided else cond
     scheduler.set_timesteps(num_inference_steps)
     size = unet.config.sample_size
     if latents is None:
-        latents = torch.randn((len(prompts), unet.config.in_channels, size, size), generator=generator)
+        latents = torch.randn((len(cond), unet.config.in_channels, size, size), generator=generator)
     z = latents.to(unet.device) * scheduler.init_noise_sigma
     for t in scheduler.timesteps:
         z_in = scheduler.scale_model_input(torch.cat([z, z]) if guided else z, t)
-        eps = unet(z_in, t, encoder_hidden_states=cond).sample
+        eps = unet(z_in, t, encoder_hidden_states=context).sample
         if guided:
             eps_uncond, eps_cond = eps.chunk(2)
             eps = eps_uncond + guidance_scale * (eps_cond - eps_uncond)
         z = scheduler.step(eps, t, z, generator=generator).prev_sample
-    return vae.decode(z / vae.config.scaling_factor).sample.clamp(-1, 1)
+    return z
 
 
 # --- measuring it ---------------------------------------------------------------------------------------------------
