@@ -115,6 +115,29 @@ def zero_shot_attributes(model, tokenizer, images: Tensor, captions: Sequence[st
     return report
 
 
+def prompt_diversity(model, images: Tensor, prompts: Sequence[str]) -> float:
+    """Diversity within a prompt: the mean cosine distance (1 - cos) between CLIP image embeddings of two images of
+    the same prompt, over every pair and prompt (prompts with one image are skipped). Real renders of a caption
+    differ only by jitter, so theirs (``data.render_captions``) is the floor a faithful model should not fall below
+    by much; guidance pushes samples of a prompt together (chapter 5's trade-off)."""
+    if len(images) != len(prompts):
+        raise ValueError(f"{len(images)} images but {len(prompts)} prompts; pass one prompt per image.")
+    image_emb, _ = embed(model, images=images)
+    groups: dict[str, list[int]] = {}
+    for i, p in enumerate(prompts):
+        groups.setdefault(p, []).append(i)
+    distances = []
+    for idx in groups.values():
+        if len(idx) > 1:
+            e = image_emb[idx]
+            cos = e @ e.T
+            off = ~torch.eye(len(idx), dtype=torch.bool)
+            distances.append((1 - cos[off]).mean())
+    if not distances:
+        raise ValueError("every prompt has one image; diversity needs at least two images of some prompt.")
+    return torch.stack(distances).mean().item()
+
+
 def load_clip(name: str = "tiny_clip"):
     """The shipped tiny ``CLIPModel`` (SHA-256 checked), in eval mode."""
     from transformers import CLIPConfig, CLIPModel

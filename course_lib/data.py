@@ -355,6 +355,23 @@ def shapes(n: int, seed: int = 0, image_size: int = 32, include_shapes: Sequence
     return ShapesData(images, shape, colour, size, position, captions)
 
 
+def render_captions(captions: Sequence[str], seed: int = 0, image_size: int = 32) -> Tensor:
+    """Renders of given captions with ``shapes``' jitter (radius +-10 %, centre +-3 % of the side): real images of
+    the prompts a model was asked for, e.g. the reference for the diversity of its samples. float32 ``[N, 3, S, S]``."""
+    _check_int("seed", seed, 0)
+    _check_int("image_size", image_size, 16, 512)
+    if isinstance(captions, str) or len(captions) == 0:
+        raise ValueError("captions must be a non-empty list of captions; wrap one caption: [caption].")
+    attrs = [parse_caption(c) for c in captions]
+    get = lambda name: torch.tensor([a[name] for a in attrs])
+    shape, colour, size, position = get("shape"), get("colour"), get("size"), get("position")
+    u = _uniform_rows(len(attrs), 3, seed)
+    radius = torch.tensor(_SIZE_RADIUS)[size] * (1.0 + _JITTER_SIZE * (2.0 * u[:, 0] - 1.0)).float() * image_size
+    centre = (torch.tensor(_POSITION_XY)[position] + (_JITTER_POSITION * (2.0 * u[:, 1:] - 1.0)).float()) * image_size
+    return torch.cat([_render(shape[i:i + 256], colour[i:i + 256], radius[i:i + 256], centre[i:i + 256], image_size)
+                      for i in range(0, len(attrs), 256)])
+
+
 def encode_captions(captions: Sequence[str], max_len: int = 12) -> Tensor:
     """Word ids of captions, padded with 0 (``<pad>``): int64 ``[B, max_len]``. "" encodes the null prompt."""
     if isinstance(captions, str):

@@ -101,3 +101,18 @@ def test_shipped_clip_reads_held_out_renders(tokenizer):
         warnings.simplefilter("error")
         assert clip_score(model, tokenizer, test.images, captions).mean() > \
             clip_score(model, tokenizer, test.images, shuffled).mean() + 0.1
+
+
+def test_prompt_diversity_is_zero_for_copies_and_grows_with_variety():
+    from course_lib.clip import load_clip, prompt_diversity
+    from course_lib.data import render_captions
+
+    model = load_clip()
+    captions = ["a large red circle at the top left"] * 4 + ["a small blue star at the center"] * 4
+    copies = render_captions(captions[:1], seed=0).repeat(8, 1, 1, 1)
+    assert prompt_diversity(model, copies, captions) < 1e-5
+    jittered = prompt_diversity(model, render_captions(captions, seed=0), captions)
+    mixed = prompt_diversity(model, shapes(8, seed=3).images, captions)  # unrelated images under each prompt
+    assert 0 < jittered < mixed
+    with pytest.raises(ValueError, match="one image"):
+        prompt_diversity(model, copies[:2], captions[:1] + captions[4:5])

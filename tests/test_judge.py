@@ -58,3 +58,15 @@ def test_bad_input_says_what_is_wrong(judge, held_out):
         prompt_attributes("a large red circle at the top left")
     with pytest.raises(ValueError, match="no images"):
         adherence(judge, held_out.images[:0], [])
+
+
+def test_render_captions_draws_what_the_captions_say_with_jitter(judge):
+    from course_lib.data import render_captions
+
+    captions = list(shapes(200, seed=31).captions)
+    images = render_captions(captions, seed=2)
+    assert adherence(judge, images, captions)["all"] >= 0.97
+    again = render_captions(captions[:2] * 2, seed=5)
+    assert (again[0] - again[2]).abs().max() > 0  # the same caption twice: jittered, not identical
+    with pytest.raises(ValueError, match="cannot parse caption"):
+        render_captions(["a big red circle"])
