@@ -7,6 +7,8 @@ Rows (benchmarks/README.md says what each one means):
   convergence  CPU minutes of training (the ddpm_digits recipe) until >= 90 % of samples are recognised digits
   ddim         DDIM-50 vs DDPM-1000 on the shipped ddpm_digits model (time ratio and sample quality, same seeds),
                and course_lib.ddim.ddim_sample vs diffusers' DDIMPipeline on the same UNet2DModel
+  pipeline     text_to_image.generate (StableDiffusionPipeline's loop written out) vs the pipeline itself, on the
+               same tiny parts (random weights: speed does not depend on them), CFG on, DDIM
 
 How to run it and how to read the numbers: benchmarks/README.md.
 """
@@ -37,12 +39,13 @@ from course_lib.unet import UNet, UNetConfig
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 IMAGE_SHAPE = (1, 16, 16)
-BENCHMARKS = ("sampler", "train", "convergence", "ddim")
+BENCHMARKS = ("sampler", "train", "convergence", "ddim", "pipeline")
 SIZES = {  # full size (a few minutes per benchmark on 2 busy cores) and --quick (a smoke test)
     "full": {"sample_steps": 250, "sample_batch": 32, "repeats": 3, "train_steps": 20, "train_batch": 128,
-             "eval_every": 250, "eval_samples": 128, "ddim_steps": 50, "ddim_batch": 64},
+             "eval_every": 250, "eval_samples": 128, "ddim_steps": 50, "ddim_batch": 64, "sd_steps": 30,
+             "sd_batch": 16},
     "quick": {"sample_steps": 10, "sample_batch": 4, "repeats": 1, "train_steps": 3, "train_batch": 16,
-              "eval_every": 5, "eval_samples": 8, "ddim_steps": 5, "ddim_batch": 4},
+              "eval_every": 5, "eval_samples": 8, "ddim_steps": 5, "ddim_batch": 4, "sd_steps": 3, "sd_batch": 2},
 }
 
 
@@ -273,6 +276,36 @@ def bench_ddim(size: dict) -> list[dict]:
 
 # --- report ---------------------------------------------------------------------------------------------
 
+def bench_pipeline(size: dict) -> list[dict]:
+    """Seconds per batch of images: our opened loop vs StableDiffusionPipeline.__call__, same parts, seed and
+    settings (the opened loop should cost no more than the pipeline: target ratio <= 1.05)."""
+    from transformers import CLIPModel
+
+    from course_lib.clip import tiny_clip_config
+    from course_lib.latent import tiny_autoencoder
+    from course_lib.text import load_tokenizer
+    from course_lib.text_to_image import build_pipeline, generate, make_scheduler, text_encoder_from_clip, tiny_unet
+
+    S, B, repeats = size["sd_steps"], size["sd_batch"], size["repeats"]
+    torch.manual_seed(0)
+    tokenizer = load_tokenizer()
+    pipe = build_pipeline(tiny_autoencoder().eval(), text_encoder_from_clip(CLIPModel(tiny_clip_config(tokenizer))),
+                          tokenizer, tiny_unet().eval(), make_scheduler("ddim"))
+    pipe.set_progress_bar_config(disable=True)
+    prompts = ["a large red circle at the top left", "a small blue star at the center"] * (B // 2)
+    runs = {"ours": lambda: generate(pipe, prompts, 4.0, S, generator=torch.Generator().manual_seed(0)),
+            "diffusers": lambda: pipe(prompts, guidance_scale=4.0, num_inference_steps=S, output_type="pt",
+                                      generator=torch.Generator().manual_seed(0)).images * 2 - 1}
+    times, out = interleaved(runs, repeats + 2)
+    o, d = medians(times["ours"]), medians(times["diffusers"])
+    diff = (out["ours"] - out["diffusers"]).abs().max().item()
+    return [{"benchmark": "pipeline", "metric": "s per batch of images (lower is better)",
+             "setting": f"tiny SD parts, {B} prompts, DDIM {S} steps, g = 4, median of {repeats + 2}; "
+                        f"max abs difference {diff:.1e}",
+             "ours": o, "diffusers": d, "ratio": {k: o[k] / d[k] for k in o}, "target_ratio": 1.05,
+             "agree": diff < 1e-4, "raw": times}]
+
+
 def fmt(value) -> str:
     if value is None:
         return "-"
@@ -321,6 +354,8 @@ def main() -> None:
             rows += bench_train(size)
         elif name == "ddim":
             rows += bench_ddim(size)
+        elif name == "pipeline":
+            rows += bench_pipeline(size)
         else:
             rows += bench_convergence(size, 0.0 if args.quick else args.max_minutes)
     meta["load_avg_end"] = os.getloadavg()

@@ -108,3 +108,15 @@ def word_maps(maps: dict, size: int = 8, batch_slice: slice | None = None) -> Te
             m = F.interpolate(m, size=(size, size), mode="bilinear", align_corners=False)
             total, count = (m if total is None else total + m), count + 1
     return total / count
+
+
+def attention_on_object(maps: Tensor, masks: Tensor) -> Tensor:
+    """How much each token's attention falls on the object: for maps ``[B, L, s, s]`` and object masks
+    ``[B, 1, H, W]`` (bool), the mean of the map inside the mask over its mean everywhere, averaged over B -> ``[L]``.
+    1 means the token attends to the object no more than to the background; above 1, it looks at the object."""
+    if maps.ndim != 4 or masks.ndim != 4 or len(maps) != len(masks):
+        raise ValueError(f"expected maps [B, L, s, s] and masks [B, 1, H, W] of the same B, got {tuple(maps.shape)} "
+                         f"and {tuple(masks.shape)}.")
+    up = F.interpolate(maps, size=masks.shape[-2:], mode="bilinear", align_corners=False)
+    inside = (up * masks).flatten(2).sum(-1) / masks.flatten(2).sum(-1).clamp_min(1)
+    return (inside / up.flatten(2).mean(-1).clamp_min(1e-12)).mean(0)

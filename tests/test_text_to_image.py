@@ -195,3 +195,15 @@ def test_bad_input_gets_clear_errors(pipe):
         t2i.load_pipeline("no-such-user/no-such-model")
     with pytest.warns(UserWarning, match="cut off"):  # truncation is said, not silent
         t2i.encode_prompts(pipe.text_encoder, pipe.tokenizer, [" ".join(["a red circle"] * 8)])
+
+
+def test_attention_on_object_is_one_for_uniform_maps_and_higher_on_the_object():
+    from course_lib.cross_attention import attention_on_object
+
+    masks = torch.zeros(2, 1, 8, 8, dtype=torch.bool)
+    masks[:, :, :4, :4] = True  # a quarter of the image
+    uniform = torch.full((2, 3, 4, 4), 1 / 3)
+    torch.testing.assert_close(attention_on_object(uniform, masks), torch.ones(3))
+    focused = torch.zeros(2, 1, 4, 4)
+    focused[:, :, :2, :2] = 1.0
+    assert attention_on_object(focused, masks)[0] > 3.0  # nearly all of it on a quarter of the image: close to 4
