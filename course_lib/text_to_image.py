@@ -48,6 +48,12 @@ def tiny_unet(**overrides):
     return UNet2DConditionModel(**{**TINY_UNET, **overrides})
 
 
+def pixel_unet(**overrides):
+    """``TINY_UNET``'s blocks and widths on 32 x 32 x 3 pixels instead of 8 x 8 x 4 latents (f = 1): the same network
+    run on 16 times as many positions, which is what latent diffusion saves (Rombach et al. 2022, Sec. 3)."""
+    return tiny_unet(**{"sample_size": 32, "in_channels": 3, "out_channels": 3, **overrides})
+
+
 def make_scheduler(kind: str = "ddpm"):
     """A diffusers scheduler with SD's schedule: "ddpm" (ancestral, Ho et al.), "ddim" (eta = 0, Song et al.) or
     "euler" (Karras et al.'s Euler steps); swapping schedulers in a pipeline is ``pipe.scheduler = make_scheduler(..)``."""
@@ -251,18 +257,24 @@ def denoise(unet, scheduler, cond: Tensor, uncond: Tensor | None, guidance_scale
     (g > 1), each step runs the U-Net on both halves in one batch, unconditional first as diffusers orders it, and
     combines eps = eps_u + g (eps_c - eps_u); at g = 1 that is eps_c, so ``uncond`` is not needed.
     """
+    scheduler.set_timesteps(num_inference_steps)
+    size = unet.config.sample_size
+    if latents is None:
+        latents = torch.randn((len(cond), unet.config.in_channels, size, size), generator=generator)
+    z = latents.to(unet.device) * scheduler.init_noise_sigma
+    return guided_steps(unet, scheduler, z, scheduler.timesteps, cond, uncond, guidance_scale, generator)
+
+
+def guided_steps(unet, scheduler, z: Tensor, timesteps: Tensor, cond: Tensor, uncond: Tensor | None,
+                 guidance_scale: float, generator: torch.Generator | None = None) -> Tensor:
+    """The loop shared by ``denoise`` (all timesteps, from noise) and ``sdedit`` (the last ones, from a noised image)."""
     if guidance_scale < 0:
         raise ValueError(f"guidance_scale must be >= 0 (1 = no guidance), got {guidance_scale}.")
     guided = guidance_scale > 1.0
     if guided and uncond is None:
         raise ValueError("guidance_scale > 1 needs the unconditional states: pass uncond (the empty prompt's).")
     context = torch.cat([uncond, cond]) if guided else cond
-    scheduler.set_timesteps(num_inference_steps)
-    size = unet.config.sample_size
-    if latents is None:
-        latents = torch.randn((len(cond), unet.config.in_channels, size, size), generator=generator)
-    z = latents.to(unet.device) * scheduler.init_noise_sigma
-    for t in scheduler.timesteps:
+    for t in timesteps:
         z_in = scheduler.scale_model_input(torch.cat([z, z]) if guided else z, t)
         eps = unet(z_in, t, encoder_hidden_states=context).sample
         if guided:
@@ -270,6 +282,41 @@ def denoise(unet, scheduler, cond: Tensor, uncond: Tensor | None, guidance_scale
             eps = eps_uncond + guidance_scale * (eps_cond - eps_uncond)
         z = scheduler.step(eps, t, z, generator=generator).prev_sample
     return z
+
+
+@torch.no_grad()
+def sdedit(pipe, images: Tensor, prompts: Sequence[str], strength: float, guidance_scale: float = 7.5,
+           num_inference_steps: int = 50, generator: torch.Generator | None = None) -> Tensor:
+    """SDEdit (Meng et al. 2022), as ``StableDiffusionImg2ImgPipeline`` runs it: encode the images, noise their
+    latents to the timestep a fraction ``strength`` of the way to pure noise, then denoise under ``prompts``.
+
+    strength 1 starts from (almost) pure noise and forgets the image; a small strength keeps its layout and colours
+    and changes details. Only the last int(strength * num_inference_steps) steps run. Images ``[N, 3, S, S]`` in
+    [-1, 1]; returns the edited images, same shape. The same images as the img2img pipeline for the same seed.
+    """
+    vae, scheduler = pipe.vae, pipe.scheduler
+    size = vae.config.sample_size
+    if images.ndim != 4 or tuple(images.shape[1:]) != (3, size, size):
+        raise ValueError(f"img2img takes images [N, 3, {size}, {size}] in [-1, 1] (the autoencoder's size), got "
+                         f"{tuple(images.shape)}; resize them first (F.interpolate).")
+    if len(images) != len(prompts):
+        raise ValueError(f"{len(images)} images but {len(prompts)} prompts; pass one prompt per image.")
+    if not 0.0 < strength <= 1.0:
+        raise ValueError(f"strength must be in (0, 1] (the fraction of the way to pure noise), got {strength}.")
+    scheduler.set_timesteps(num_inference_steps)
+    start = num_inference_steps - min(int(num_inference_steps * strength), num_inference_steps)
+    if start == num_inference_steps:
+        raise ValueError(f"strength {strength} x {num_inference_steps} steps rounds to no step at all; raise either.")
+    timesteps = scheduler.timesteps[start * scheduler.order:]
+    if hasattr(scheduler, "set_begin_index"):
+        scheduler.set_begin_index(start * scheduler.order)
+    cond = encode_prompts(pipe.text_encoder, pipe.tokenizer, list(prompts))
+    uncond = encode_prompts(pipe.text_encoder, pipe.tokenizer, [""] * len(prompts)) if guidance_scale > 1 else None
+    z0 = vae.encode(images.to(vae.device)).latent_dist.sample(generator) * vae.config.scaling_factor
+    noise = torch.randn(z0.shape, generator=generator).to(z0)
+    z = scheduler.add_noise(z0, noise, timesteps[:1].repeat(len(z0)))  # q(z_t0 | z_0)
+    z = guided_steps(pipe.unet, scheduler, z, timesteps, cond, uncond, guidance_scale, generator)
+    return vae.decode(z / vae.config.scaling_factor).sample.clamp(-1, 1)
 
 
 # --- measuring it ---------------------------------------------------------------------------------------------------

@@ -207,3 +207,31 @@ def test_attention_on_object_is_one_for_uniform_maps_and_higher_on_the_object():
     focused = torch.zeros(2, 1, 4, 4)
     focused[:, :, :2, :2] = 1.0
     assert attention_on_object(focused, masks)[0] > 3.0  # nearly all of it on a quarter of the image: close to 4
+
+
+@pytest.mark.parametrize("kind", ["ddpm", "ddim"])
+def test_sdedit_returns_the_img2img_pipelines_images(pipe, kind):
+    from diffusers import StableDiffusionImg2ImgPipeline
+
+    from course_lib.data import render_captions
+
+    pipe.scheduler = t2i.make_scheduler(kind)
+    img2img = StableDiffusionImg2ImgPipeline(**pipe.components)
+    img2img.set_progress_bar_config(disable=True)
+    images = render_captions(PROMPTS, seed=0)
+    ours = t2i.sdedit(pipe, images, PROMPTS, 0.6, 3.0, 10, generator=torch.Generator().manual_seed(4))
+    theirs = img2img(PROMPTS, image=(images + 1) / 2, strength=0.6, guidance_scale=3.0, num_inference_steps=10,
+                     generator=torch.Generator().manual_seed(4), output_type="pt").images
+    torch.testing.assert_close(ours, theirs * 2 - 1, rtol=0, atol=1e-4)
+
+
+def test_sdedit_bad_input(pipe):
+    images = torch.zeros(2, 3, 32, 32)
+    with pytest.raises(ValueError, match="resize"):
+        t2i.sdedit(pipe, torch.zeros(2, 3, 64, 64), PROMPTS, 0.5)
+    with pytest.raises(ValueError, match="strength"):
+        t2i.sdedit(pipe, images, PROMPTS, 0.0)
+    with pytest.raises(ValueError, match="one prompt per image"):
+        t2i.sdedit(pipe, images, PROMPTS[:1], 0.5)
+    with pytest.raises(ValueError, match="no step"):
+        t2i.sdedit(pipe, images, PROMPTS, 0.05, num_inference_steps=10)
