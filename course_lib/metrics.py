@@ -216,21 +216,44 @@ def within_class_diversity(feats: Tensor, labels: Tensor) -> float:
         raise ValueError("within_class_diversity needs at least two samples of some label.")
     return torch.stack(per_class).mean().item()
 
-def guidance_report(images: Tensor, labels: Tensor, judge: nn.Module, reference_feats: Tensor, k: int = 3) -> dict:
+
+def guidance_report(images: Tensor, labels: Tensor, judge: nn.Module, reference_feats: Tensor, k: int = 3, *,
+                    seed: int = 0) -> dict:
     """What chapter 5 measures of samples drawn for requested classes, judged by a clean classifier.
+
+    Two choices keep the entries comparable across guidance scales:
+
+    - **Within-class diversity groups the samples by the judge's predicted digit** (argmax over the ten digits, as
+      ``accuracy`` reads them), not by the requested one. Grouped by the request, an unguided model's groups mix
+      all digits, so at s = 0 the entry would be the batch's total diversity and its fall with s partly a fall in
+      accuracy. Predicted groups keep all N samples at every scale; grouping only the correctly classified ones
+      would leave about one sample per digit at s = 0 (accuracy ~0.1), too few to measure.
+    - **Precision and recall compare sets of equal size**, as Kynkaanniemi et al. (2019) do: each k-NN radius
+      depends on how many points share the space, so the larger set (usually the reference) is subsampled to the
+      smaller one's size, without replacement, with a ``torch.Generator`` seeded by ``seed``. FD uses every feature.
 
     Args:
         images: samples [N, C, H, W] in [-1, 1]; labels: the requested classes [N] (int64).
         judge: the classifier of clean images (``DigitClassifier``); its features define FD, precision and recall.
         reference_feats: the judge's features of real held-out images [M, D].
-    Returns: {"accuracy": fraction judged as the requested class (fidelity), "FD": Frechet distance to the real
-    features, "precision", "recall" (Kynkaanniemi et al. 2019, k neighbours), "within-class diversity": mean
-    feature distance between samples of the same requested class}.
+        k: the neighbour whose distance is a point's radius for precision and recall.
+        seed: seeds the subsample that equalises the two sets for precision and recall.
+    Returns: {"accuracy": fraction judged as the requested class (fidelity), "FD": Frechet distance to all the
+    reference features, "precision", "recall" (Kynkaanniemi et al. 2019, k neighbours, min(N, M) points per set),
+    "within-class diversity": mean feature distance between two samples the judge reads as the same digit}.
     """
+    if labels.shape != (len(images),):
+        raise ValueError(f"labels must be [N] = [{len(images)}] requested classes, one per image, "
+                         f"got {tuple(labels.shape)}.")
     probs, feats = predict(judge, images)
-    return {"accuracy": (probs[:, :10].argmax(1) == labels.cpu()).float().mean().item(),
-            "FD": frechet_distance(feats, reference_feats), **precision_recall(reference_feats, feats, k=k),
-            "within-class diversity": within_class_diversity(feats, labels)}
+    predicted = probs[:, :NOT_A_DIGIT].argmax(1)
+    n = min(len(feats), len(reference_feats))
+    g = torch.Generator().manual_seed(seed)
+    ref_pr = reference_feats[torch.randperm(len(reference_feats), generator=g)[:n]]
+    fake_pr = feats[torch.randperm(len(feats), generator=g)[:n]]
+    return {"accuracy": (predicted == labels.cpu()).float().mean().item(),
+            "FD": frechet_distance(feats, reference_feats), **precision_recall(ref_pr, fake_pr, k=k),
+            "within-class diversity": within_class_diversity(feats, predicted)}
 
 
 def nearest_neighbour_distance(x: Tensor, bank: Tensor) -> Tensor:

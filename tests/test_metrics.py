@@ -59,16 +59,56 @@ def test_near_copies_are_training_digits_not_held_out_ones():
 
 def test_guidance_report_on_real_digits_with_their_true_and_shuffled_labels(classifier):
     """Real held-out digits requested as their own class: accuracy near 1; requested as a shuffled class: near 0.1.
-    The other entries are the metrics it names, computed on the judge's features."""
+    The other entries are the metrics it names, on the judge's features: precision/recall on equal-size sets (the
+    reference subsampled with the seeded generator), within-class diversity grouped by the judge's prediction."""
     x, y = digits("test", image_size=16)
-    x, y, ref = x[:200], y[:200], x[200:]
+    x, y, ref = x[:100], y[:100], x[100:]
     _, ref_feats = predict(classifier, ref)
     report = guidance_report(x, y, classifier, ref_feats)
     assert report["accuracy"] >= 0.95
-    wrong = guidance_report(x, y[torch.randperm(len(y), generator=torch.Generator().manual_seed(0))], classifier,
-                            ref_feats)
+    shuffled = y[torch.randperm(len(y), generator=torch.Generator().manual_seed(0))]
+    wrong = guidance_report(x, shuffled, classifier, ref_feats)
     assert wrong["accuracy"] < 0.3
-    _, feats = predict(classifier, x)
+    probs, feats = predict(classifier, x)
     assert report["FD"] == pytest.approx(frechet_distance(feats, ref_feats))
-    assert {k: report[k] for k in ("precision", "recall")} == pytest.approx(precision_recall(ref_feats, feats, k=3))
-    assert report["within-class diversity"] == pytest.approx(within_class_diversity(feats, y))
+    g = torch.Generator().manual_seed(0)
+    ref_100 = ref_feats[torch.randperm(len(ref_feats), generator=g)[:100]]
+    fake_100 = feats[torch.randperm(100, generator=g)]
+    expected = precision_recall(ref_100, fake_100, k=3)
+    assert {k: report[k] for k in ("precision", "recall")} == pytest.approx(expected)
+    assert guidance_report(x, y, classifier, ref_feats, seed=0) == report  # the subsample is seeded
+    predicted = probs[:, :10].argmax(1)
+    assert report["within-class diversity"] == pytest.approx(within_class_diversity(feats, predicted))
+    assert wrong["within-class diversity"] == report["within-class diversity"]  # the request does not group
+    with pytest.raises(ValueError, match="labels must be"):
+        guidance_report(x, y[:10], classifier, ref_feats)
+
+
+class _ClusterJudge(torch.nn.Module):
+    """A stand-in judge for 2-pixel images: the features are the pixels, digit 3 left of x = 0, digit 7 right."""
+
+    def __init__(self):
+        super().__init__()
+        self.config = None
+        self.head = torch.nn.Linear(2, 11)
+        with torch.no_grad():
+            self.head.weight.zero_(), self.head.bias.zero_()
+            self.head.weight[3, 0], self.head.weight[7, 0] = -10.0, 10.0
+
+    def features(self, x):
+        return x.flatten(1)
+
+
+def test_guidance_report_groups_diversity_by_the_judged_class_not_the_request():
+    """Two tight, well-separated clusters, each sample requested as a random digit (an unguided model): grouped by
+    the request, every group mixes both clusters and 'within-class' diversity is the total; grouped by the judge's
+    reading it is the spread inside a cluster."""
+    g = torch.Generator().manual_seed(0)
+    side = torch.arange(200) % 2  # 0: digit 3, 1: digit 7
+    x = torch.stack([0.8 * (2.0 * side - 1), torch.zeros(200)], 1) + 0.02 * torch.randn(200, 2, generator=g)
+    images, requested = x.reshape(200, 1, 1, 2), torch.randint(0, 10, (200,), generator=g)
+    report = guidance_report(images, requested, _ClusterJudge(), x + 0.02 * torch.randn(200, 2, generator=g))
+    assert report["accuracy"] < 0.3
+    within, by_request = within_class_diversity(x, side), within_class_diversity(x, requested)
+    assert report["within-class diversity"] == pytest.approx(within, rel=1e-4)
+    assert within < 0.05 and by_request > 0.6  # the request's groups mix the clusters 1.6 apart
