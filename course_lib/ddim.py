@@ -15,6 +15,9 @@ Index convention as in ``schedules`` (t = 0 ... T-1, diffusers'); ab = alpha_bar
 strictly decreasing list of indices; after its last index comes the clean data, index -1, whose ab is
 ``alpha_bar_final``: 1.0 (diffusers' ``set_alpha_to_one=True``, our default: the last step returns x0_hat) or
 ``schedule.alpha_bar[0]`` (``set_alpha_to_one=False``). The model is any ``model(xt, t, **kw) -> eps``.
+
+Besides DDIM's own tau, ``karras_sigmas`` gives the noise levels of Karras et al. 2022 ("Elucidating the Design
+Space of Diffusion-Based Generative Models", Eq. 5), and ``timesteps_for_sigmas`` the trained indices nearest to them.
 """
 
 from __future__ import annotations
@@ -116,6 +119,50 @@ def ddim_timesteps(num_timesteps: int, num_steps: int, spacing: Spacing = "leadi
     else:
         raise ValueError(f"spacing must be 'leading', 'trailing', 'linspace' or 'quadratic', got {spacing!r}.")
     return taus[::-1]
+
+
+def karras_sigmas(num_steps: int, sigma_min: float, sigma_max: float, rho: float = 7.0) -> Tensor:
+    """Karras et al. 2022's noise levels for sampling (their Eq. 5; rho = 7 is their choice):
+
+        sigma_i = (sigma_max^(1/rho) + i / (N - 1) (sigma_min^(1/rho) - sigma_max^(1/rho)))^rho,  i = 0 ... N-1.
+
+    sigma is the noise of xbar = x / sqrt(ab), sigma = sqrt((1 - ab) / ab) (the ODE page's variable). rho = 1 is
+    uniform in sigma; a larger rho shortens the steps near sigma_min and lengthens those near sigma_max. The paper
+    appends sigma_N = 0 (the data); here that is index -1, after the last step, as in every sampler of this module.
+    Args: num_steps N >= 2; 0 < sigma_min < sigma_max; rho > 0.
+    Returns: [N] float64, strictly decreasing, from sigma_max (i = 0) to sigma_min (i = N-1).
+    """
+    if not isinstance(num_steps, int) or num_steps < 2:
+        raise ValueError(f"num_steps must be an int >= 2 (the two ends sigma_max and sigma_min), got {num_steps!r}.")
+    if not 0 < sigma_min < sigma_max or rho <= 0:
+        raise ValueError(f"need 0 < sigma_min < sigma_max and rho > 0, got sigma_min={sigma_min}, "
+                         f"sigma_max={sigma_max}, rho={rho}.")
+    ramp = torch.arange(num_steps, dtype=torch.float64) / (num_steps - 1)
+    lo, hi = sigma_min ** (1 / rho), sigma_max ** (1 / rho)
+    return (hi + ramp * (lo - hi)) ** rho                                           # Eq. 5 of Karras et al.
+
+
+def timesteps_for_sigmas(sigmas: Tensor | Sequence[float], schedule: Schedule) -> list[int]:
+    """The trained indices nearest to noise levels ``sigmas`` (a tau for the samplers of this module).
+
+    A model trained at T discrete indices is only evaluated where it was trained, so each sigma is rounded to the
+    index whose sigma_t = sqrt((1 - ab_t) / ab_t) is nearest, as Karras et al.'s code (``round_sigma``) does for
+    discrete-time models. Args: sigmas [N], strictly decreasing, within [sigma_0, sigma_{T-1}] of ``schedule``.
+    Returns: N strictly decreasing indices in 0 ... T-1. Raises ValueError where two sigmas round to one index.
+    """
+    s = torch.as_tensor(sigmas, dtype=torch.float64).reshape(-1)
+    ab = schedule.alpha_bar.double()
+    grid = ((1 - ab) / ab).sqrt()  # [T], increasing with t
+    if s.numel() == 0 or bool((s[1:] >= s[:-1]).any()):
+        raise ValueError(f"sigmas must be a non-empty, strictly decreasing list, got {s.tolist()[:5]}.")
+    if float(s.max()) > float(grid[-1]) * (1 + 1e-9) or float(s.min()) < float(grid[0]) * (1 - 1e-9):
+        raise ValueError(f"sigmas must lie in [{grid[0].item():.4g}, {grid[-1].item():.4g}], the range of the "
+                         f"schedule's sigma_t, got [{s.min().item():.4g}, {s.max().item():.4g}].")
+    taus = (s[:, None] - grid[None]).abs().argmin(1).tolist()
+    if len(set(taus)) < len(taus):
+        raise ValueError(f"{len(taus)} noise levels round to only {len(set(taus))} distinct indices of T = "
+                         f"{len(grid)}; use fewer steps.")
+    return taus
 
 
 def _check_tau(timesteps: Sequence[int], T: int) -> list[int]:

@@ -7,7 +7,8 @@ import math
 import pytest
 import torch
 
-from course_lib.ddim import ddim_invert, ddim_sample, ddim_sigma, ddim_step, ddim_timesteps, slerp
+from course_lib.ddim import (ddim_invert, ddim_sample, ddim_sigma, ddim_step, ddim_timesteps, karras_sigmas, slerp,
+                             timesteps_for_sigmas)
 from course_lib.samplers import ddpm_sample, ddpm_step
 from course_lib.schedules import get_schedule
 
@@ -205,3 +206,38 @@ def test_deterministic_step_is_euler_on_the_scaled_ode():
         sig_t, sig_s = math.sqrt((1 - ab_t) / ab_t), math.sqrt((1 - ab_s) / ab_s)
         euler = (x / math.sqrt(ab_t) + (sig_s - sig_t) * eps) * math.sqrt(ab_s)
         torch.testing.assert_close(ddim_step(eps, x, t, s, schedule).x, euler)
+
+
+def test_karras_sigmas_ends_order_and_rho_one_is_linear():
+    s = karras_sigmas(10, 0.01, 157.0)
+    assert s.dtype == torch.float64 and s.shape == (10,)
+    assert math.isclose(s[0].item(), 157.0, rel_tol=1e-12) and math.isclose(s[-1].item(), 0.01, rel_tol=1e-12)
+    assert bool((s[1:] < s[:-1]).all())
+    torch.testing.assert_close(karras_sigmas(7, 0.5, 3.5, rho=1.0), torch.linspace(3.5, 0.5, 7, dtype=torch.float64))
+    # a larger rho spends more of the steps at low noise: the midpoint falls
+    assert karras_sigmas(3, 0.01, 100.0, rho=7.0)[1] < karras_sigmas(3, 0.01, 100.0, rho=3.0)[1]
+
+
+def test_karras_sigmas_agree_with_diffusers_euler_scheduler():
+    from diffusers import EulerDiscreteScheduler
+    sched = EulerDiscreteScheduler(num_train_timesteps=1000, beta_schedule="linear", use_karras_sigmas=True)
+    sched.set_timesteps(12)
+    ab = get_schedule("linear", 1000).alpha_bar
+    sig = ((1 - ab) / ab).sqrt()
+    ours = karras_sigmas(12, sig[0].item(), sig[-1].item())
+    torch.testing.assert_close(ours.float(), sched.sigmas[:-1].float(), rtol=1e-4, atol=1e-6)
+
+
+def test_timesteps_for_sigmas_round_to_the_nearest_trained_index():
+    schedule = get_schedule("linear", 1000)
+    ab = schedule.alpha_bar
+    sig = ((1 - ab) / ab).sqrt()
+    assert timesteps_for_sigmas(sig[[999, 500, 3, 0]], schedule) == [999, 500, 3, 0]
+    taus = timesteps_for_sigmas(karras_sigmas(9, sig[0].item(), sig[-1].item()), schedule)
+    assert taus[0] == 999 and taus[-1] == 0 and all(a > b for a, b in zip(taus, taus[1:]))
+    with pytest.raises(ValueError, match="distinct"):
+        timesteps_for_sigmas(karras_sigmas(900, sig[0].item(), sig[-1].item()), schedule)
+    with pytest.raises(ValueError, match="range"):
+        timesteps_for_sigmas([500.0, 1.0], schedule)
+    with pytest.raises(ValueError, match="num_steps"):
+        karras_sigmas(1, 0.01, 1.0)
