@@ -4,9 +4,9 @@
     x0 = ddim_sample(guided, shape, schedule, taus, y=labels)
 
 Papers: Dhariwal & Nichol 2021, Algorithms 1 and 2 (classifier guidance); Ho & Salimans 2022, Algorithms 1
-and 2 (classifier-free guidance); Kynkaanniemi et al. 2024 (guidance in a limited interval of noise levels); the
-"loss guidance" of diffusion-course talks (any differentiable loss on the predicted x0_hat). The samplers gain no
-guidance flags (STYLE.md rule 5).
+and 2 (classifier-free guidance); Kynkaanniemi et al. 2024 (guidance in a limited interval of noise levels); and
+loss guidance, the gradient of any differentiable loss on the predicted x0_hat. Because guidance lives in the
+model, the samplers need no guidance options.
 
 The one identity behind all three: eps and the score are the same thing up to a factor,
     grad_x log p_t(x) = -eps(x, t) / sqrt(1 - ab_t),

@@ -30,8 +30,8 @@ from tqdm.auto import tqdm
 from ._checks import check_float
 from .distributions import discretized_gaussian_log_likelihood, normal_kl, sum_except_batch
 from .forward_process import predict_x0_from_eps, q_posterior_mean_variance, q_sample
-from .samplers import Variance, learned_log_variance, split_output
 from .schedules import Schedule, extract
+from .variance import Variance, learned_log_variance, split_output
 
 Model = Callable[[Tensor, Tensor], Tensor]
 
@@ -50,7 +50,7 @@ def p_log_variance(schedule: Schedule, variance: Variance = "fixed_small") -> Te
         first = schedule.posterior_variance[1:2] if schedule.num_timesteps > 1 else schedule.betas[:1]
         return torch.log(torch.cat([first, schedule.betas[1:]]))
     raise ValueError(f"variance must be 'fixed_small' or 'fixed_large' (a learned variance comes from the model: "
-                     f"samplers.learned_log_variance), got {variance!r}.")
+                     f"variance.learned_log_variance), got {variance!r}.")
 
 
 def p_mean_variance(eps: Tensor, xt: Tensor, t: Tensor, schedule: Schedule, variance: Variance = "fixed_small",
@@ -62,7 +62,7 @@ def p_mean_variance(eps: Tensor, xt: Tensor, t: Tensor, schedule: Schedule, vari
 
     Args:
         eps: predicted noise [B, ...]; xt: [B, ...]; t: int64 [B] in 0 ... T-1.
-        v: the model's variance output [B, ...] for "learned_range" (``samplers.learned_log_variance``).
+        v: the model's variance output [B, ...] for "learned_range" (``variance.learned_log_variance``).
     Returns:
         mean [B, ...] and log-variance broadcastable to it ([B, 1, ...], or [B, ...] when learned).
     """

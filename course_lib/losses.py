@@ -17,8 +17,9 @@ from torch import Tensor
 
 from ._checks import check_float
 from .forward_process import q_sample
+from .likelihood import vlb_terms_from_prediction
 from .schedules import Schedule
-from .samplers import split_output
+from .variance import split_output
 
 
 def l_simple(model: Callable[..., Tensor], x0: Tensor, schedule: Schedule, *, t: Tensor | None = None,
@@ -64,7 +65,7 @@ def l_hybrid(model: Callable[..., Tensor], x0: Tensor, schedule: Schedule, *, la
              generator: torch.Generator | None = None, num_bins: int = 256, **model_kwargs) -> Tensor:
     """L_hybrid = L_simple + lambda L_vlb, Nichol & Dhariwal 2021 Sec. 3.1, for a model returning eps and v.
 
-    The model returns [B, 2C, ...] (eps, then v; ``samplers.learned_log_variance``). In the L_vlb term the mean
+    The model returns [B, 2C, ...] (eps, then v; ``variance.learned_log_variance``). In the L_vlb term the mean
     is a stop-gradient (eps detached), so L_simple alone trains the mean and L_vlb trains the variance.
     L_vlb is estimated from one t per example as T * L_t in bits per dimension (as improved-diffusion's code
     with lambda = 0.001 does); x0 must lie on the levels of ``distributions.quantize`` (the decoder term at t = 0).
@@ -75,8 +76,6 @@ def l_hybrid(model: Callable[..., Tensor], x0: Tensor, schedule: Schedule, *, la
     Returns:
         The scalar loss (``likelihood.vlb_terms_from_prediction`` gives the terms themselves, e.g. to log them).
     """
-    from .likelihood import vlb_terms_from_prediction
-
     check_float("x0", x0)
     B, T = x0.shape[0], schedule.num_timesteps
     if t is None:

@@ -96,20 +96,40 @@ def noisy_classifier_loss_fn(schedule: Schedule, generator: torch.Generator | No
 
 
 @torch.no_grad()
-def accuracy_by_t(classifier: nn.Module, x0: Tensor, y: Tensor, schedule: Schedule, timesteps: Sequence[int], *,
-                  num_classes: int = 10, seed: int = 0) -> list[float]:
-    """Accuracy of ``classifier(x_t, t)`` (or ``classifier(x_t)`` if it takes no t) on ``q_sample``d ``x0``.
+def _takes_t(classifier) -> bool:
+    """Whether ``classifier`` is called as f(x, t) (True) or f(x) (False), read from its signature."""
+    import inspect
+
+    fn = classifier.forward if isinstance(classifier, nn.Module) else classifier
+    try:
+        params = list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):
+        params = None
+    if params is None or any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in params):
+        raise ValueError("cannot tell from the classifier's signature whether it takes t (a wrapper with *args?); "
+                         "pass takes_t=True for classifier(x_t, t) or takes_t=False for classifier(x_t).")
+    positional = [p for p in params if p.kind in (inspect.Parameter.POSITIONAL_ONLY,
+                                                   inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+    return sum(p.default is inspect.Parameter.empty for p in positional) >= 2
+
+
+def accuracy_by_t(classifier, x0: Tensor, y: Tensor, schedule: Schedule, timesteps: Sequence[int], *,
+                  num_classes: int = 10, seed: int = 0, takes_t: bool | None = None) -> list[float]:
+    """Accuracy of ``classifier(x_t, t)`` (or ``classifier(x_t)``) on ``q_sample``d ``x0``.
 
     Args:
+        classifier: a module or function returning logits [N, >= num_classes].
         x0: clean images [N, C, H, W]; y: their labels int64 [N].
         timesteps: the t at which to noise and classify; the same noise (from ``seed``) at every t.
         num_classes: the prediction is the argmax over the first ``num_classes`` logits (the digits classifier of
             ``metrics`` has an 11th, "not a digit", that a forced choice among the digits leaves out).
+        takes_t: whether to call ``classifier(x_t, t)``; None reads it from the signature (two required
+            positional arguments: yes), and asks for the flag where the signature does not tell (``*args``).
     Returns:
         One accuracy in [0, 1] per t.
     """
     noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(seed))
-    takes_t = isinstance(classifier, NoisyClassifier)
+    takes_t = _takes_t(classifier) if takes_t is None else bool(takes_t)
     out = []
     for t in timesteps:
         tt = torch.full((x0.shape[0],), int(t), dtype=torch.long)

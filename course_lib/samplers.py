@@ -1,13 +1,13 @@
 """Samplers that run the learned reverse process p_theta(x_{t-1} | x_t).
 
 DDPM ancestral sampling: Ho et al. 2020, Algorithm 2, with a fixed variance (their Sec. 3.2) or a learned one
-(Nichol & Dhariwal 2021, Eq. 15), on the full schedule or a respaced one. Index convention t = T-1 ... 0 (diffusers'), so the
+(Nichol & Dhariwal 2021, Eq. 15; ``variance``), on the full schedule or a respaced one. Index convention t = T-1 ... 0 (diffusers'), so the
 last step (t = 0) adds no noise. The model is any callable ``model(xt, t, **model_kwargs) -> eps``.
 """
 
 from __future__ import annotations
 
-from typing import Callable, Iterator, Literal, NamedTuple, Sequence
+from typing import Callable, Iterator, NamedTuple, Sequence
 
 import torch
 from torch import Tensor
@@ -15,11 +15,8 @@ from tqdm.auto import tqdm
 
 from ._checks import check_float, check_same_shape
 from .forward_process import predict_x0_from_eps
-from .schedules import Schedule, extract
-
-Variance = Literal["fixed_small", "fixed_large", "learned_range"]
-VARIANCES = ("fixed_small", "fixed_large", "learned_range")
-
+from .schedules import Schedule
+from .variance import VARIANCES, Variance, learned_log_variance, split_output  # noqa: F401 (also served from here)
 
 class SampleStep(NamedTuple):
     """One reverse step: the index t just denoised, x_{t-1} (called ``x``) and the model's x0 estimate."""
@@ -27,20 +24,6 @@ class SampleStep(NamedTuple):
     t: int
     x: Tensor
     x0_hat: Tensor
-
-
-def learned_log_variance(v: Tensor, t: Tensor, schedule: Schedule) -> Tensor:
-    """log Sigma_theta = frac log beta_t + (1 - frac) log beta_tilde_t, frac = (v + 1) / 2. Nichol & Dhariwal Eq. 15.
-
-    v is the model's second output [B, ...] (v = -1: beta_tilde, v = 1: beta; Eq. 15's v is frac), as in
-    improved-diffusion and diffusers' ``variance_type="learned_range"``; t: int64 [B]. log beta_tilde_0 = -inf is
-    replaced by log beta_tilde_1 (``posterior_log_variance_clipped``); it only matters for the decoder term.
-    """
-    check_float("v", v)
-    frac = (v + 1) / 2
-    log_beta = extract(torch.log(schedule.betas), t, v)
-    log_beta_tilde = extract(schedule.posterior_log_variance_clipped, t, v)
-    return frac * log_beta + (1 - frac) * log_beta_tilde
 
 
 def ddpm_step(eps: Tensor, xt: Tensor, t: int, schedule: Schedule, *, variance: Variance = "fixed_small",
@@ -129,20 +112,6 @@ def ddpm_sample_loop(model: Callable[..., Tensor], shape: tuple[int, ...], sched
         step = ddpm_step(eps, x, t, schedule, variance=variance, clip_x0=clip_x0, noise=noise, v=v)
         x = step.x
         yield step
-
-
-def split_output(out: Tensor, x: Tensor, variance: Variance) -> tuple[Tensor, Tensor | None]:
-    """(eps, v) from a model's output: [B, 2C, ...] -> two [B, C, ...] halves for "learned_range", else (out, None)."""
-    if variance == "learned_range":
-        if out.ndim < 2 or out.shape[1] != 2 * x.shape[1]:
-            raise ValueError(f"variance='learned_range' needs a model with 2C = {2 * x.shape[1]} output channels "
-                             f"(eps, then v), got shape {tuple(out.shape)}; e.g. UNetConfig(out_channels=2 * C).")
-        return out[:, :x.shape[1]], out[:, x.shape[1]:]
-    if out.shape != x.shape and out.ndim >= 2 and out.shape[1] == 2 * x.shape[1]:
-        raise ValueError(f"the model returns {out.shape[1]} channels (eps, then v: a learned-variance model) but "
-                         f"variance={variance!r} is fixed; sample it with variance='learned_range', or fix its "
-                         f"variance on purpose by keeping eps only: lambda x, t: model(x, t)[:, :{x.shape[1]}].")
-    return out, None
 
 
 def ddpm_sample(model: Callable[..., Tensor], shape: tuple[int, ...], schedule: Schedule, *,

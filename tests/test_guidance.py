@@ -252,8 +252,15 @@ def test_noisy_classifier_shapes_and_accuracy_by_t(noisy_classifier):
     x, t, y = _batch(5)
     assert noisy_classifier(x.double(), t).shape == (5, 10)
     acc = accuracy_by_t(noisy_classifier.float(), x, y, SCHEDULE, [0, 999])
+    # whether t is passed is read from the signature, so a wrapper of the classifier scores the same
+    wrapped = accuracy_by_t(lambda x, t: noisy_classifier(x, t), x, y, SCHEDULE, [0, 999])
+    flagged = accuracy_by_t(lambda *a: noisy_classifier(*a), x, y, SCHEDULE, [0, 999], takes_t=True)
+    clean = accuracy_by_t(lambda x: noisy_classifier(x, torch.zeros(len(x), dtype=torch.long)), x, y, SCHEDULE, [0])
+    with pytest.raises(ValueError, match="takes_t"):
+        accuracy_by_t(lambda *a: noisy_classifier(*a), x, y, SCHEDULE, [0])
     noisy_classifier.double()
     assert len(acc) == 2 and all(0 <= a <= 1 for a in acc)
+    assert wrapped == acc == flagged and clean == acc[:1]
 
 
 # --- loss guidance ---------------------------------------------------------------------------------------

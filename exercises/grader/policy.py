@@ -13,7 +13,7 @@ REFERENCE_ANSWERS: dict[str, list[str]] = {
     "ddpm": ["course_lib.schedules:cosine_betas", "course_lib.forward_process:q_sample",
              "course_lib.forward_process:q_posterior_mean_variance", "course_lib.forward_process:predict_x0_from_eps",
              "course_lib.unet:timestep_embedding", "course_lib.samplers:ddpm_step", "course_lib.losses:l_simple"],
-    "iddpm": ["course_lib.samplers:learned_log_variance", "course_lib.likelihood:vlb_terms_from_prediction",
+    "iddpm": ["course_lib.variance:learned_log_variance", "course_lib.likelihood:vlb_terms_from_prediction",
               "course_lib.distributions:discretized_gaussian_log_likelihood", "course_lib.distributions:normal_kl",
               "course_lib.schedules:respace", "course_lib.schedules:cosine_betas",
               "course_lib.grading.iddpm:reference_bound_profile"],
