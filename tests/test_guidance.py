@@ -7,7 +7,7 @@ import torch
 
 from course_lib.data import gaussian_mixture, mixture_means
 from course_lib.ddim import ddim_step
-from course_lib.distributions import NoisedGaussianMixture
+from course_lib.mixture import NoisedGaussianMixture
 from course_lib.guidance import (ClassifierFreeGuidance, ClassifierGuidance, GuidanceInterval, LossGuidance,
                                  cfg_loss_fn, classifier_log_prob_grad, colour_loss, drop_labels, foreground_colour,
                                  foreground_weights)
