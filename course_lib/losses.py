@@ -72,7 +72,9 @@ def l_hybrid(model: Callable[..., Tensor], x0: Tensor, schedule: Schedule, *, la
 
     Args:
         t, weights: the timesteps and per-example weights of the L_vlb estimate (``ImportanceSampler.sample``);
-            uniform t with weight 1 if None.
+            uniform t with weight 1 if None. The weights multiply the L_vlb term only; improved-diffusion's training
+            loop multiplies each example's whole loss (L_simple + L_vlb) by them. The two agree for weights of 1;
+            the course uses ``ImportanceSampler`` with L_vlb alone, never with L_hybrid.
     Returns:
         The scalar loss (``likelihood.vlb_terms_from_prediction`` gives the terms themselves, e.g. to log them).
     """
