@@ -97,7 +97,7 @@ def word_maps(maps: dict, size: int = 8, batch_slice: slice | None = None) -> Te
     upsampled to ``size`` x ``size`` and averaged over layers and calls (denoising steps), as in Hertz et al.'s
     prompt-to-prompt figures. ``batch_slice`` keeps part of the batch (e.g. the conditional half under CFG)."""
     if not maps:
-        raise ValueError("nothing recorded: run the U-Net (or the pipeline) inside `with record_cross_attention(unet)`.")
+        raise ValueError("nothing recorded: run the U-Net (or pipeline) inside `with record_cross_attention(unet)`.")
     total, count = None, 0
     for calls in maps.values():
         for weights in calls:

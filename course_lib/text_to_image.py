@@ -56,7 +56,7 @@ def pixel_unet(**overrides):
 
 def make_scheduler(kind: str = "ddpm"):
     """A diffusers scheduler with SD's schedule: "ddpm" (ancestral, Ho et al.), "ddim" (eta = 0, Song et al.) or
-    "euler" (Karras et al.'s Euler steps); swapping schedulers in a pipeline is ``pipe.scheduler = make_scheduler(..)``."""
+    "euler" (Karras et al.'s Euler steps). Swapping a pipeline's scheduler: ``pipe.scheduler = make_scheduler(..)``."""
     from diffusers import DDIMScheduler, DDPMScheduler, EulerDiscreteScheduler
 
     kinds = {"ddpm": DDPMScheduler, "ddim": DDIMScheduler, "euler": EulerDiscreteScheduler}
@@ -267,7 +267,7 @@ def denoise(unet, scheduler, cond: Tensor, uncond: Tensor | None, guidance_scale
 
 def guided_steps(unet, scheduler, z: Tensor, timesteps: Tensor, cond: Tensor, uncond: Tensor | None,
                  guidance_scale: float, generator: torch.Generator | None = None) -> Tensor:
-    """The loop shared by ``denoise`` (all timesteps, from noise) and ``sdedit`` (the last ones, from a noised image)."""
+    """The loop ``denoise`` (all timesteps, from noise) and ``sdedit`` (the last ones, from a noised image) share."""
     if guidance_scale < 0:
         raise ValueError(f"guidance_scale must be >= 0 (1 = no guidance), got {guidance_scale}.")
     guided = guidance_scale > 1.0
@@ -324,7 +324,7 @@ def sdedit(pipe, images: Tensor, prompts: Sequence[str], strength: float, guidan
 def adherence_of(pipe, judge, prompts: Sequence[str], guidance_scale: float, samples_per_prompt: int = 4,
                  num_inference_steps: int = 30, seed: int = 0, batch_size: int = 128) -> tuple[dict, Tensor]:
     """The judge's prompt adherence (per attribute and ``"all"``) of ``samples_per_prompt`` images per prompt, and the
-    images ``[len(prompts) * samples_per_prompt, 3, H, W]`` (prompt-major), generated with ``generate`` from ``seed``."""
+    images ``[len(prompts) * samples_per_prompt, 3, H, W]`` (prompt-major), made by ``generate`` from ``seed``."""
     from .judge import adherence
 
     captions = [p for p in prompts for _ in range(samples_per_prompt)]
