@@ -173,8 +173,18 @@ def save_pipeline(pipe, directory: str | Path, **record) -> dict:
     finally:
         pipe.unet.to(torch.float32)
         logging.set_verbosity(verbosity)
+    import datetime
+
+    import diffusers
+
+    from .checkpoints import hardware
+
     files = sorted(p for p in directory.rglob("*") if p.is_file() and p.name != "manifest.json")
-    manifest = {"files": {str(p.relative_to(directory)): sha256_file(p) for p in files}, **record}
+    for p in files:
+        p.chmod(0o644)  # safetensors writes 0600; the package installs them for everyone to read
+    manifest = {"files": {str(p.relative_to(directory)): sha256_file(p) for p in files}, "hardware": hardware(),
+                "torch": torch.__version__, "diffusers": diffusers.__version__,
+                "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"), **record}
     (directory / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return manifest
 
@@ -213,6 +223,11 @@ def load_pipeline(source: str | Path | None = None, scheduler: str = "ddpm", dev
     local = Path(source).exists()
     if local:
         verify_pipeline(source)
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    diffusers_logging.disable_progress_bar()  # a page shows no "Loading pipeline components" bars for tiny files
+    transformers_logging.disable_progress_bar()
     try:
         pipe = StableDiffusionPipeline.from_pretrained(str(source), local_files_only=local, dtype=torch.float32,
                                                        safety_checker=None, requires_safety_checker=False)
@@ -220,6 +235,9 @@ def load_pipeline(source: str | Path | None = None, scheduler: str = "ddpm", dev
         raise OSError(f"could not load {source!r} ({error.__class__.__name__}): it is neither a local directory nor "
                       "downloadable from here. Offline, use the course's tiny pipeline: load_pipeline() (no "
                       "argument).") from error
+    finally:
+        diffusers_logging.enable_progress_bar()
+        transformers_logging.enable_progress_bar()
     pipe.scheduler = make_scheduler(scheduler) if local else pipe.scheduler
     pipe.set_progress_bar_config(disable=True)
     return pipe.to(device)
