@@ -7,6 +7,8 @@ Rows (benchmarks/README.md says what each one means):
   convergence  CPU minutes of training (the ddpm_digits recipe) until >= 90 % of samples are recognised digits
   ddim         DDIM-50 vs DDPM-1000 on the shipped ddpm_digits model (time ratio and sample quality, same seeds),
                and course_lib.ddim.ddim_sample vs diffusers' DDIMPipeline on the same UNet2DModel
+  latent       the same text-conditioned U-Net (text_to_image.TINY_UNET) on 8x8x4 latents vs on 32x32x3 pixels:
+               training steps/s and sampling seconds per image (the cost latent diffusion saves)
   pipeline     text_to_image.generate (StableDiffusionPipeline's loop written out) vs the pipeline itself, on the
                same tiny parts (random weights: speed does not depend on them), CFG on, DDIM
 
@@ -39,7 +41,7 @@ from course_lib.unet import UNet, UNetConfig
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 IMAGE_SHAPE = (1, 16, 16)
-BENCHMARKS = ("sampler", "train", "convergence", "ddim", "pipeline")
+BENCHMARKS = ("sampler", "train", "convergence", "ddim", "pipeline", "latent")
 SIZES = {  # full size (a few minutes per benchmark on 2 busy cores) and --quick (a smoke test)
     "full": {"sample_steps": 250, "sample_batch": 32, "repeats": 3, "train_steps": 20, "train_batch": 128,
              "eval_every": 250, "eval_samples": 128, "ddim_steps": 50, "ddim_batch": 64, "sd_steps": 30,
@@ -306,6 +308,59 @@ def bench_pipeline(size: dict) -> list[dict]:
              "agree": diff < 1e-4, "raw": times}]
 
 
+def bench_latent(size: dict) -> list[dict]:
+    """The same UNet2DConditionModel on latents (ours: f = 4) and on pixels (f = 1, the 'diffusers' column): training
+    steps per second at one batch size, and DDIM sampling seconds per image with CFG (decoder included for latents)."""
+    from course_lib.latent import tiny_autoencoder
+    from course_lib.text_to_image import denoise, make_scheduler, pixel_unet, tiny_unet
+
+    B, S, repeats = size["sd_batch"] * 2, size["sd_steps"], size["repeats"]
+    torch.manual_seed(0)
+    nets = {"latent": tiny_unet(), "pixel": pixel_unet()}
+    vae = tiny_autoencoder().eval()
+    cond = torch.randn(B, 16, nets["latent"].config.cross_attention_dim)
+
+    def step_fn(net):
+        opt = torch.optim.AdamW(net.parameters(), lr=1e-4)
+        c = net.config
+        x = torch.randn(B, c.in_channels, c.sample_size, c.sample_size)
+        t = torch.randint(0, 1000, (B,))
+
+        def step():
+            loss = (net(x, t, encoder_hidden_states=cond).sample - x).pow(2).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        return step
+
+    steps = {k: step_fn(n) for k, n in nets.items()}
+    for fn in steps.values():
+        fn()  # warm-up
+    times, _ = interleaved(steps, repeats + 2)
+    o, d = medians(times["latent"], invert=True), medians(times["pixel"], invert=True)
+    rows = [{"benchmark": "latent", "metric": "training steps/s: latents (ours column) vs pixels (diffusers column)",
+             "setting": f"UNet2DConditionModel {num_params(nets['latent']):,} / {num_params(nets['pixel']):,} params, "
+                        f"batch {B}, median of {repeats + 2}", "ours": o, "diffusers": d,
+             "ratio": {k: o[k] / d[k] for k in o}, "raw": times}]
+
+    def sample(kind):
+        net = nets[kind].eval()
+
+        def run():
+            with torch.no_grad():
+                z = denoise(net, make_scheduler("ddim"), cond[:4], cond[:4] * 0, 4.0, S,
+                            torch.Generator().manual_seed(0))
+                return vae.decode(z).sample if kind == "latent" else z
+        return run
+
+    times, _ = interleaved({"latent": sample("latent"), "pixel": sample("pixel")}, repeats)
+    o, d = medians(times["latent"], per=4), medians(times["pixel"], per=4)
+    rows.append({"benchmark": "latent", "metric": "s per image, DDIM with CFG: latents + decoder vs pixels",
+                 "setting": f"{S} steps, g = 4, 4 images, median of {repeats}", "ours": o, "diffusers": d,
+                 "ratio": {k: o[k] / d[k] for k in o}, "raw": times})
+    return rows
+
+
 def fmt(value) -> str:
     if value is None:
         return "-"
@@ -356,6 +411,8 @@ def main() -> None:
             rows += bench_ddim(size)
         elif name == "pipeline":
             rows += bench_pipeline(size)
+        elif name == "latent":
+            rows += bench_latent(size)
         else:
             rows += bench_convergence(size, 0.0 if args.quick else args.max_minutes)
     meta["load_avg_end"] = os.getloadavg()
