@@ -11,7 +11,8 @@ grader's) is ``exercises/grader`` and exercises/INSTRUCTORS.md, "Grading mechani
   (``iddpm_digits_bound``: a held-out bound in bits/dim, every digit sampled), ``ddim`` (``ddim_digits_quality``: no
   training, a sampler's settings under a budget of network evaluations) and ``guidance`` (``guided_digits_quality``:
   no training, classifier guidance's scale and steps, graded on the requested digit's accuracy and the Frechet
-  distance).
+  distance) and ``latent_diffusion`` (``prompt_adherence``: no training, the shipped tiny Stable Diffusion's scheduler,
+  steps and guidance scale within a budget of U-Net evaluations, graded on the judge's prompt adherence).
 """
 
 from .checks import assert_close, assert_quality, assert_tensor
@@ -19,6 +20,7 @@ from .ddim import DDIM_BUDGET, check_ddim_sampler, ddim_digits_quality
 from .ddpm import DDPM_BUDGET, check_ddpm_config, ddpm_digits_quality, score_samples
 from .guidance import GUIDANCE_BUDGET, check_guidance_settings, guided_digits_quality
 from .iddpm import IDDPM_BUDGET, check_iddpm_config, iddpm_digits_bound
+from .latent_diffusion import LATENT_DIFFUSION_BUDGET, check_sampling_settings, prompt_adherence
 from .measured import QUICK_ENV, quick_mode
 from .plugin import GradingGuard
 from .vae import VAE_BUDGET, check_vae_config, vae_digits_elbo
@@ -27,4 +29,5 @@ __all__ = ["DDPM_BUDGET", "GradingGuard", "QUICK_ENV", "VAE_BUDGET", "assert_clo
            "assert_tensor", "check_ddpm_config", "check_vae_config", "ddpm_digits_quality", "quick_mode",
            "score_samples", "vae_digits_elbo", "DDIM_BUDGET", "check_ddim_sampler", "ddim_digits_quality",
            "IDDPM_BUDGET", "check_iddpm_config", "iddpm_digits_bound",
-           "GUIDANCE_BUDGET", "check_guidance_settings", "guided_digits_quality"]
+           "GUIDANCE_BUDGET", "check_guidance_settings", "guided_digits_quality",
+           "LATENT_DIFFUSION_BUDGET", "check_sampling_settings", "prompt_adherence"]

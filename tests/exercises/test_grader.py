@@ -310,6 +310,41 @@ def test_guidance_quick_mode_counts_the_network_evaluations(monkeypatch):
     grading.assert_quality(report, "frechet", below=0.0)
 
 
+def test_latent_diffusion_settings_check_says_what_is_wrong():
+    from course_lib.grading import LATENT_DIFFUSION_BUDGET, check_sampling_settings
+
+    good = {"scheduler": "ddim", "steps": 10, "guidance_scale": 4.0}
+    assert check_sampling_settings(good) == good
+    assert check_sampling_settings({**good, "steps": 20, "guidance_scale": 1})["steps"] == 20  # unguided: one per step
+    for sampler, match in [({**good, "scheduler": "lms"}, "unknown scheduler 'lms'"),
+                           ({**good, "steps": 11}, "cost 22 U-Net evaluations per image .* the budget is 20"),
+                           ({**good, "steps": 21, "guidance_scale": 1.0}, "cost 21 U-Net evaluations"),
+                           ({**good, "guidance_scale": -2.0}, "is negative"),
+                           ({**good, "guidance_scale": 0.5}, r"\[1, 20\]"), ({**good, "guidance_scale": 25.0}, r"\[1, 20\]"),
+                           ({**good, "guidance_scale": float("nan")}, "number"), ({**good, "guidance_scale": "4"}, "number"),
+                           ({**good, "steps": 10.0}, "steps must be an int"),
+                           ({**good, "steps": 0}, "steps must be an int"), ({**good, "steps": True}, "steps"),
+                           ({"scheduler": "ddim", "steps": 10}, r"is missing \['guidance_scale'\]"),
+                           ({**good, "eta": 0.0}, r"unknown keys \['eta'\]"), (["ddim", 10, 4.0], "should be a dict")]:
+        with pytest.raises(AssertionError, match=match):
+            check_sampling_settings(sampler)
+    with pytest.raises(TypeError):
+        LATENT_DIFFUSION_BUDGET["max_nfe"] = 1000  # read-only
+
+
+def test_latent_diffusion_quick_mode_counts_the_network_evaluations(monkeypatch):
+    from course_lib import grading
+
+    monkeypatch.setenv(grading.QUICK_ENV, "1")
+    for sampler, nfe in (({"scheduler": "ddim", "steps": 3, "guidance_scale": 4.0}, 6),
+                         ({"scheduler": "euler", "steps": 4, "guidance_scale": 1.0}, 4)):
+        report = grading.prompt_adherence(sampler)
+        assert report["quick"] and report["n"] == 6 and report["prompts"] == 3 and report["nfe"] == nfe, report
+        assert all(0 <= report[k] <= 1 for k in ("all", "shape", "colour", "size", "position"))
+    grading.assert_quality(report, "all", 1.1)  # quick mode never fails on quality
+    grading.assert_quality(report, "frechet", below=0.0)
+
+
 def test_checks_refuse_tensor_subclasses():
     from course_lib.grading import assert_close
 
