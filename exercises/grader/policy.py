@@ -19,4 +19,6 @@ REFERENCE_ANSWERS: dict[str, list[str]] = {
               "course_lib.grading.iddpm:reference_bound_profile"],
     "ddim": ["course_lib.ddim:ddim_sigma", "course_lib.ddim:ddim_step", "course_lib.ddim:ddim_timesteps"],
     "guidance": ["course_lib.guidance:classifier_log_prob_grad", "course_lib.guidance:drop_labels"],
+    "latent_diffusion": ["course_lib.latent:latent_scaling_factor", "course_lib.cross_attention:cross_attention",
+                         "course_lib.cross_attention:cross_attention_of"],
 }
