@@ -275,6 +275,16 @@ def _render(shape: Tensor, colour: Tensor, radius: Tensor, centre: Tensor, image
     return background + cover * (rgb[colour].view(-1, 3, 1, 1) - background)
 
 
+def _render_jittered(shape: Tensor, colour: Tensor, size: Tensor, position: Tensor, u: Tensor,
+                     image_size: int) -> Tensor:
+    """Draw ``[N]`` attribute indices with the world's jitter, from uniforms ``u`` ``[N, 3]`` (radius, x, y):
+    the radius varies by +-``_JITTER_SIZE`` relative, the centre by +-``_JITTER_POSITION`` of the side."""
+    radius = torch.tensor(_SIZE_RADIUS)[size] * (1.0 + _JITTER_SIZE * (2.0 * u[:, 0] - 1.0)).float() * image_size
+    centre = (torch.tensor(_POSITION_XY)[position] + (_JITTER_POSITION * (2.0 * u[:, 1:] - 1.0)).float()) * image_size
+    return torch.cat([_render(shape[i:i + 256], colour[i:i + 256], radius[i:i + 256], centre[i:i + 256], image_size)
+                      for i in range(0, len(shape), 256)])
+
+
 def render_shape(shape: str, colour: str, size: str, position: str, image_size: int = 32) -> Tensor:
     """Draw one shape at its canonical size and position (no jitter), e.g. to illustrate a caption.
 
@@ -345,12 +355,7 @@ def shapes(n: int, seed: int = 0, image_size: int = 32, include_shapes: Sequence
     u = _uniform_rows(n, 7, seed)
     shape, colour = shape_ids[(u[:, 0] * len(shape_ids)).long()], colour_ids[(u[:, 1] * len(colour_ids)).long()]
     size, position = (u[:, 2] * len(SIZES)).long(), (u[:, 3] * len(POSITIONS)).long()
-    jitter_r = (1.0 + _JITTER_SIZE * (2.0 * u[:, 4] - 1.0)).float()
-    jitter_xy = (_JITTER_POSITION * (2.0 * u[:, 5:] - 1.0)).float()
-    radius = torch.tensor(_SIZE_RADIUS)[size] * jitter_r * image_size
-    centre = (torch.tensor(_POSITION_XY)[position] + jitter_xy) * image_size
-    images = torch.cat([_render(shape[i:i + 256], colour[i:i + 256], radius[i:i + 256], centre[i:i + 256],
-                                image_size) for i in range(0, n, 256)])
+    images = _render_jittered(shape, colour, size, position, u[:, 4:], image_size)
     captions = tuple(caption(*map(int, a)) for a in zip(shape, colour, size, position))
     return ShapesData(images, shape, colour, size, position, captions)
 
@@ -365,11 +370,7 @@ def render_captions(captions: Sequence[str], seed: int = 0, image_size: int = 32
     attrs = [parse_caption(c) for c in captions]
     get = lambda name: torch.tensor([a[name] for a in attrs])
     shape, colour, size, position = get("shape"), get("colour"), get("size"), get("position")
-    u = _uniform_rows(len(attrs), 3, seed)
-    radius = torch.tensor(_SIZE_RADIUS)[size] * (1.0 + _JITTER_SIZE * (2.0 * u[:, 0] - 1.0)).float() * image_size
-    centre = (torch.tensor(_POSITION_XY)[position] + (_JITTER_POSITION * (2.0 * u[:, 1:] - 1.0)).float()) * image_size
-    return torch.cat([_render(shape[i:i + 256], colour[i:i + 256], radius[i:i + 256], centre[i:i + 256], image_size)
-                      for i in range(0, len(attrs), 256)])
+    return _render_jittered(shape, colour, size, position, _uniform_rows(len(attrs), 3, seed), image_size)
 
 
 def encode_captions(captions: Sequence[str], max_len: int = 12) -> Tensor:
