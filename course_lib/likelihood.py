@@ -133,6 +133,36 @@ def vlb_term(model: Model, x0: Tensor, t: Tensor, schedule: Schedule, *, varianc
     return vlb_terms_from_prediction(x0, xt, t, eps, schedule, variance=variance, v=v, num_bins=num_bins).float()
 
 
+def vlb_terms_by_variance(model: Model, x0: Tensor, t: Tensor, noise: Tensor, schedule: Schedule, *,
+                          variances: Sequence[Variance] = ("learned_range", "fixed_small", "fixed_large"),
+                          num_bins: int = 256) -> tuple[dict[str, Tensor], Tensor]:
+    """The Eq. 5 term at each example's t under several variances, with one model call and the same mean.
+
+    ``vlb_term`` for each variance in ``variances``, sharing x_t and the model's output: the model returns eps and
+    the raw v ([B, 2C, ...]); the fixed variances use its eps and ignore its v. Evaluated in float64 on the CPU.
+
+    Args:
+        model: ``model(xt, t) -> [B, 2C, ...]``, eps then the raw v in [-1, 1] ("learned_range"); runs on the
+            device of its parameters, in float32.
+        x0: data [B, C, ...] on the ``num_bins`` levels of ``quantize`` in [-1, 1]; t: int64 [B] in 0 ... T-1.
+        noise: the eps of x_t = sqrt(ab) x0 + sqrt(1 - ab) eps, [B, C, ...].
+    Returns:
+        ({variance: float64 [B] in nats}, Eq. 15's v = (raw + 1) / 2 per pixel, float64 [B, C, ...]).
+    """
+    if noise.shape != x0.shape:
+        raise ValueError(f"noise must have x0's shape {tuple(x0.shape)}, got {tuple(noise.shape)}.")
+    x0, noise, t = x0.detach().double().cpu(), noise.detach().double().cpu(), t.cpu()
+    xt = q_sample(x0, t, schedule, noise=noise)
+    at = next(model.parameters()).device if isinstance(model, torch.nn.Module) else torch.device("cpu")
+    with torch.no_grad():
+        out = model(xt.to(device=at, dtype=torch.float32), t.to(at)).double().cpu()
+    eps, v = split_output(out, xt, "learned_range")
+    terms = {var: vlb_terms_from_prediction(x0, xt, t, eps, schedule, variance=var,
+                                            v=v if var == "learned_range" else None, num_bins=num_bins)
+             for var in variances}
+    return terms, (v + 1) / 2
+
+
 # --- the whole bound: a stratified estimate over t ---------------------------------------------------
 
 def timestep_strata(num_timesteps: int, num_strata: int, dense: int = 0, tail: int = 0) -> list[tuple[int, int]]:

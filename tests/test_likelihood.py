@@ -18,7 +18,7 @@ from torch.distributions import Normal, kl_divergence
 
 from course_lib.distributions import discretized_gaussian_log_likelihood, quantize
 from course_lib.likelihood import (p_log_variance, p_mean_variance, prior_kl, timestep_strata, vlb_bits_per_dim,
-                                   vlb_term, vlb_weight)
+                                   vlb_term, vlb_terms_by_variance, vlb_weight)
 from course_lib.samplers import ddpm_step
 from course_lib.schedules import Schedule, get_schedule
 
@@ -86,6 +86,25 @@ def test_kl_term_is_eq12_weight_times_squared_noise_error(variance):
     sigma2, beta_tilde = torch.exp(p_log_variance(schedule, variance))[t], schedule.posterior_variance[t]
     constant = 0.5 * dim * (torch.log(sigma2 / beta_tilde) + beta_tilde / sigma2 - 1)  # 0 for fixed_small
     torch.testing.assert_close(term, vlb_weight(schedule, variance)[t] * sq_error + constant, rtol=1e-4, atol=1e-5)
+
+
+def test_terms_by_variance_share_one_call_and_equal_vlb_term():
+    """One model call scored under three variances gives vlb_term's three numbers (eps-only for the fixed ones)."""
+    schedule, dim = get_schedule("cosine", 30), 3
+    eps_net, v_net = ToyEps(dim, 30, seed=20), ToyEps(dim, 30, seed=21)
+    model = lambda xt, t: torch.cat([eps_net(xt, t), v_net(xt, t)], dim=1)  # eps, then the raw v in [-1, 1]
+    x0 = _data(12, dim, seed=22)
+    g = torch.Generator().manual_seed(23)
+    t, noise = torch.tensor([0, 1, 2, 5, 9, 15, 20, 25, 28, 29, 3, 0]), torch.randn(12, dim, generator=g)
+    with torch.no_grad():
+        terms, v = vlb_terms_by_variance(model, x0, t, noise, schedule)
+        for variance in ("fixed_small", "fixed_large", "learned_range"):
+            net = model if variance == "learned_range" else eps_net
+            direct = vlb_term(net, x0, t, schedule, variance=variance, noise=noise)
+            torch.testing.assert_close(terms[variance].float(), direct, rtol=1e-4, atol=1e-5)
+    assert ((v >= 0) & (v <= 1)).all()  # Eq. 15's v = (raw + 1) / 2 of a tanh output
+    with pytest.raises(ValueError, match="noise must have x0's shape"):
+        vlb_terms_by_variance(model, x0, t, noise[:, :2], schedule)
 
 
 def test_decoder_term_is_the_samplers_last_step_scored_by_the_discretized_gaussian():

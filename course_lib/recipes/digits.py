@@ -176,7 +176,7 @@ def held_out_bits_per_dim(model, variance: str, seed: int = DDPM_DIGITS.seed) ->
 
     Stratified over t with ``HELD_OUT_STRATA``: the first 10 and the last 2 indices on their own (the last,
     after the clipped beta of the cosine schedule, holds about 0.23 bits/dim that a wide range would sample
-    once per image: Chapter 3, page 3).
+    once per image: chapter 3, page 4).
     """
     from ..data import digits
     from ..distributions import quantize
@@ -196,7 +196,7 @@ def iddpm_digits_cosine(steps: int = DDPM_DIGITS.steps, seed: int = DDPM_DIGITS.
 
 
 def iddpm_digits_cosine_seed1(steps: int = DDPM_DIGITS.steps, seed: int = 1) -> dict:
-    """``iddpm_digits_cosine`` again with another seed: how far two runs of one recipe differ (chapter 3, page 3)."""
+    """``iddpm_digits_cosine`` again with another seed: how far two runs of one recipe differ (chapter 3, page 4)."""
     return iddpm_digits("cosine", steps=steps, seed=seed, name="iddpm_digits_cosine_seed1")
 
 
