@@ -101,12 +101,12 @@ def ddim_timesteps(num_timesteps: int, num_steps: int, spacing: Spacing = "leadi
     "linspace": round(linspace(0, T-1, S)) (diffusers' "linspace").
     "quadratic": floor(c i^2) up to 0.8 T (DDIM Sec. 4.2's quadratic tau), pushed apart where rounding collides.
 
-    Why "leading" is the default although it is the weakest at few steps: it is the tau of DDIM's code
+    Why "leading" is the default although it is not the best choice at few steps: it is the tau of DDIM's code
     (``range(0, T, T // S)``) and the default ``timestep_spacing`` of diffusers' ``DDIMScheduler``, so a call
     without ``spacing`` reproduces both, and the measured results that used this default stay comparable. Its cost:
-    the first index is T - T/S, so x_T ~ N(0, I) is handed to the model at a step where the noised data still carry
-    signal (sqrt(alpha_bar) = 0.15 at index 900 of the cosine schedule of T = 1000, 5e-5 at 999), the start-index problem of
-    Lin et al. 2024. For few steps pass ``spacing="trailing"``, which starts at T - 1.
+    the first index is T - T/S, so x_T ~ N(0, I) is handed to the model at a step where the noised data still
+    carry signal (sqrt(alpha_bar) = 0.15 at index 900 of the cosine schedule of T = 1000, 5e-5 at 999), the
+    start-index problem of Lin et al. 2024. For few steps pass ``spacing="trailing"``, which starts at T - 1.
     """
     T, S = num_timesteps, num_steps
     if not isinstance(S, int) or not 1 <= S <= T:
