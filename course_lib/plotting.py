@@ -352,3 +352,39 @@ def slider(fn: Callable[[Any, Axes], None], values: Sequence, static_values: Seq
                                width=int(panel_size[0] * dpi), frames=json.dumps(frames),
                                labels=_js(labels), name=_js(label))
     return Slider(html, figure, shown)
+
+
+# --- guidance sweeps ---------------------------------------------------------------------------------
+
+TRADEOFF_PANELS = ((("accuracy",), "fidelity to the label"), (("precision", "recall"), "precision / recall"),
+                   (("within-class diversity",), "diversity"), (("FD",), "Fréchet distance"))
+
+
+def plot_tradeoff(table: Any, xlabel: str, reference_fd: float | None = None) -> Figure:
+    """The four panels of a guidance sweep: accuracy, precision and recall, within-class diversity, FD.
+
+    Args:
+        table: a pandas DataFrame with one row per guidance setting (its index: the scale, e.g. s or w) and the
+            columns of ``metrics.guidance_report`` ("accuracy", "precision", "recall", "within-class diversity",
+            "FD"). The settings are spaced evenly on the x-axis and labelled with their values.
+        xlabel: the x-axis label, e.g. "scale s" or "guidance weight w".
+        reference_fd: if given, a dotted line at this FD in the last panel (e.g. real digits against real ones).
+    Returns:
+        the figure (1 x 4 panels); the caller shows it.
+    """
+    missing = [c for cols, _ in TRADEOFF_PANELS for c in cols if c not in table.columns]
+    if missing:
+        raise ValueError(f"table lacks the columns {missing}; pass the DataFrame of metrics.guidance_report rows.")
+    fig, axes = plt.subplots(1, 4, figsize=(13, 2.8))
+    x = np.arange(len(table))
+    for ax, (cols, title) in zip(axes, TRADEOFF_PANELS):
+        for c in cols:
+            ax.plot(x, table[c], "o-", label=c)
+        ax.set_xticks(x, [f"{v:g}" for v in table.index])
+        ax.set(xlabel=xlabel, title=title)
+    axes[1].legend(fontsize=8)
+    if reference_fd is not None:
+        axes[3].axhline(reference_fd, color="0.6", ls=":", label="real digits")
+        axes[3].legend(fontsize=8)
+    fig.tight_layout()
+    return fig

@@ -199,3 +199,19 @@ def test_animation_player_loads_nothing_from_the_web():
     anim = plotting.animate([(t, torch.rand(4, 1, 8, 8) * 2 - 1) for t in range(3)])
     assert "https://" not in anim.data and 'class="fa ' not in anim.data
     assert anim.data.count('<span aria-hidden="true">') == 9  # every button still has its symbol
+
+
+def test_plot_tradeoff_draws_the_four_panels_of_a_sweep():
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    from course_lib.plotting import plot_tradeoff
+
+    table = pd.DataFrame({"accuracy": [0.1, 0.9], "precision": [0.8, 0.9], "recall": [0.9, 0.5],
+                          "within-class diversity": [5.0, 3.0], "FD": [2.0, 4.0]}, index=pd.Index([0.0, 2.0], name="s"))
+    fig = plot_tradeoff(table, "scale s", reference_fd=1.0)
+    assert len(fig.axes) == 4 and [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["0", "2"]
+    assert len(fig.axes[1].lines) == 2 and len(fig.axes[3].lines) == 2  # precision and recall; FD and the reference
+    plt.close(fig)
+    with pytest.raises(ValueError, match="lacks the columns"):
+        plot_tradeoff(table.drop(columns="FD"), "scale s")
