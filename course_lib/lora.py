@@ -1,0 +1,241 @@
+"""LoRA (Hu et al. 2021): fine-tune a frozen linear map W through a low-rank update, W + (alpha / r) B A.
+
+A ``LoRALinear`` wraps an ``nn.Linear`` (``base``, frozen) and adds two small maps, ``lora_A`` (in -> r) and
+``lora_B`` (r -> out). B starts at zero, so a freshly injected model computes exactly what it computed before;
+training moves only A and B, r (in + out) numbers per wrapped layer instead of in x out. After training the
+update can be folded into W (``merge``) so inference costs nothing extra, and taken out again (``unmerge``).
+
+The module and parameter names follow peft's (``<layer>.lora_A.weight``, ``<layer>.lora_B.weight``), so a state
+dict converts to the format diffusers' ``load_lora_weights`` reads by adding a prefix (``peft_state_dict``).
+
+    lora = inject_lora(unet, targets=ATTENTION_TARGETS, rank=4)      # {name: LoRALinear}, base frozen
+    print(count_parameters(unet))                                     # trainable vs total
+    ... train ...                                                     # only A and B receive gradients
+    merge_lora(unet)                                                  # W <- W + (alpha / r) B A
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Iterable, Sequence
+
+import torch
+from torch import Tensor, nn
+
+# The attention projections of a diffusers U-Net (self- and cross-attention): the targets of diffusers' LoRA scripts.
+ATTENTION_TARGETS = ("to_q", "to_k", "to_v", "to_out.0")
+
+
+class LoRALinear(nn.Module):
+    """``y = W x + b + scale * (alpha / r) * B (A x)`` around a frozen ``nn.Linear`` (x: ``[..., in]``, y: ``[..., out]``).
+
+    Args:
+        base: the layer to adapt; its weight and bias are frozen (``requires_grad=False``) and never changed, except
+            by ``merge`` / ``unmerge``.
+        rank: r, the rank of the update B A; 1 <= r <= min(in, out).
+        alpha: the update is multiplied by alpha / r (default alpha = r: scaling 1). With a fixed alpha, changing r
+            keeps the size of the initial update's effect about the same, so a learning rate tuned at one rank still
+            works at another (Hu et al. 2021, Sec. 4.1).
+        dropout: dropout on the LoRA branch's input (peft's ``lora_dropout``).
+
+    ``A`` is initialised as ``nn.Linear``'s default (Kaiming-uniform, as peft and Hu et al.'s code do) and ``B`` at
+    zero. ``scale`` multiplies the update at inference (diffusers' ``cross_attention_kwargs={"scale": s}``).
+    """
+
+    def __init__(self, base: nn.Linear, rank: int, alpha: float | None = None, dropout: float = 0.0):
+        super().__init__()
+        if not isinstance(base, nn.Linear):
+            raise TypeError(f"LoRALinear wraps an nn.Linear, got {type(base).__name__}.")
+        in_features, out_features = base.in_features, base.out_features
+        if not isinstance(rank, int) or not 1 <= rank <= min(in_features, out_features):
+            raise ValueError(f"rank must be an integer in [1, min(in, out)] = [1, {min(in_features, out_features)}] "
+                             f"for a {in_features} -> {out_features} layer, got {rank!r}. A rank of min(in, out) "
+                             f"already spans every update; pick a smaller one.")
+        self.base = base.requires_grad_(False)
+        self.rank = rank
+        self.alpha = float(rank if alpha is None else alpha)
+        self.scale = 1.0
+        self.merged = False
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.lora_A = nn.Linear(in_features, rank, bias=False)
+        self.lora_B = nn.Linear(rank, out_features, bias=False)
+        self.lora_A.to(base.weight)
+        self.lora_B.to(base.weight)
+        nn.init.kaiming_uniform_(self.lora_A.weight, a=math.sqrt(5))
+        nn.init.zeros_(self.lora_B.weight)
+
+    @property
+    def scaling(self) -> float:
+        """The factor in front of B A: scale * alpha / r."""
+        return self.scale * self.alpha / self.rank
+
+    def delta_weight(self) -> Tensor:
+        """The update ``scaling * B A``, ``[out, in]``: what ``merge`` adds to W."""
+        return self.scaling * (self.lora_B.weight @ self.lora_A.weight)
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = self.base(x)
+        if self.merged:
+            return y
+        return y + self.scaling * self.lora_B(self.lora_A(self.dropout(x)))
+
+    @torch.no_grad()
+    def merge(self) -> None:
+        """Fold the update into W (W <- W + scaling B A); the layer then costs what the base layer costs."""
+        if not self.merged:
+            self.base.weight += self.delta_weight().to(self.base.weight)
+            self.merged = True
+
+    @torch.no_grad()
+    def unmerge(self) -> None:
+        """Take the update out of W again (exact up to float rounding)."""
+        if self.merged:
+            self.base.weight -= self.delta_weight().to(self.base.weight)
+            self.merged = False
+
+    def extra_repr(self) -> str:
+        return f"rank={self.rank}, alpha={self.alpha:g}, scale={self.scale:g}, merged={self.merged}"
+
+
+def _matches(name: str, targets: Sequence[str]) -> bool:
+    """peft's rule for a list of target names: the module's full name is a target or ends in "." + target."""
+    return any(name == t or name.endswith("." + t) for t in targets)
+
+
+def inject_lora(model: nn.Module, targets: Sequence[str] = ATTENTION_TARGETS, rank: int = 4,
+                alpha: float | None = None, dropout: float = 0.0) -> dict[str, LoRALinear]:
+    """Wrap every ``nn.Linear`` of ``model`` whose name matches ``targets`` in a ``LoRALinear`` (in place) and freeze
+    every other parameter of the model. Returns {module name: LoRALinear}.
+
+    ``targets`` are matched as peft matches a list (``"to_q"`` matches ``down_blocks.0...attn1.to_q``;
+    ``"attn2.to_k"`` only cross-attention keys). A model that already holds LoRA layers is refused.
+    """
+    if isinstance(targets, str):
+        targets = (targets,)
+    if any(isinstance(m, LoRALinear) for m in model.modules()):
+        raise ValueError("the model already holds LoRA layers; call remove_lora(model) first, or train the ones "
+                         "it has.")
+    linear = [name for name, m in model.named_modules() if isinstance(m, nn.Linear)]
+    for target in targets:
+        if not any(_matches(name, (target,)) for name in linear):
+            other = [f"{name} ({type(m).__name__})" for name, m in model.named_modules() if _matches(name, (target,))]
+            raise ValueError(f"target {target!r} matches no nn.Linear of the model"
+                             + (f"; it matches {other[:2]}, which LoRALinear cannot wrap" if other else "")
+                             + f". A target is a linear layer's full name or its last parts, e.g. {linear[:2]} "
+                             f"(the model has {len(linear)} linear layers).")
+    names = [name for name in linear if _matches(name, targets)]
+    model.requires_grad_(False)
+    layers = {}
+    for name in names:
+        parent_name, _, child = name.rpartition(".")
+        parent = model.get_submodule(parent_name)
+        layers[name] = LoRALinear(getattr(parent, child), rank, alpha, dropout)
+        setattr(parent, child, layers[name])
+    return layers
+
+
+def lora_layers(model: nn.Module) -> dict[str, LoRALinear]:
+    """{name: LoRALinear} for every LoRA layer in ``model``."""
+    return {name: m for name, m in model.named_modules() if isinstance(m, LoRALinear)}
+
+
+def _require_lora(model: nn.Module) -> dict[str, LoRALinear]:
+    layers = lora_layers(model)
+    if not layers:
+        raise ValueError("the model holds no LoRA layers; add them with inject_lora(model, targets, rank).")
+    return layers
+
+
+def remove_lora(model: nn.Module, merge: bool = False) -> None:
+    """Put the base layers back in place of the LoRA layers (folding the updates into them if ``merge``)."""
+    for name, layer in _require_lora(model).items():
+        layer.merge() if merge else layer.unmerge()
+        parent_name, _, child = name.rpartition(".")
+        setattr(model.get_submodule(parent_name), child, layer.base)
+
+
+def merge_lora(model: nn.Module) -> None:
+    """Fold every LoRA update into its base weight (``LoRALinear.merge``)."""
+    for layer in _require_lora(model).values():
+        layer.merge()
+
+
+def unmerge_lora(model: nn.Module) -> None:
+    """Take every LoRA update out of its base weight again."""
+    for layer in _require_lora(model).values():
+        layer.unmerge()
+
+
+def set_lora_scale(model: nn.Module, scale: float) -> None:
+    """Multiply every LoRA update by ``scale`` at inference (0: the base model, 1: as trained)."""
+    for layer in _require_lora(model).values():
+        if layer.merged:
+            raise ValueError("change the scale of unmerged layers only: call unmerge_lora(model) first.")
+        layer.scale = float(scale)
+
+
+def lora_parameters(model: nn.Module) -> Iterable[nn.Parameter]:
+    """The A and B weights of every LoRA layer: what an optimiser should train."""
+    for layer in _require_lora(model).values():
+        yield layer.lora_A.weight
+        yield layer.lora_B.weight
+
+
+def count_parameters(model: nn.Module) -> dict[str, float]:
+    """{"trainable", "total", "fraction"}: parameters with ``requires_grad``, all parameters (base and LoRA), and
+    trainable / total."""
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    return {"trainable": trainable, "total": total, "fraction": trainable / total}
+
+
+# --- state dicts: ours, and the peft / diffusers format ------------------------------------------------------------
+
+def lora_state_dict(model: nn.Module, prefix: str = "") -> dict[str, Tensor]:
+    """The LoRA weights as ``{"<prefix>.<layer>.lora_A.weight": [r, in], "<prefix>.<layer>.lora_B.weight": [out, r]}``.
+
+    With ``prefix="unet"`` this is the key format of peft and of diffusers' ``save_lora_weights`` /
+    ``load_lora_weights`` for a Stable Diffusion U-Net; pass alpha separately (``lora_config``), since alpha is not a
+    tensor."""
+    head = f"{prefix}." if prefix else ""
+    out = {}
+    for name, layer in _require_lora(model).items():
+        out[f"{head}{name}.lora_A.weight"] = layer.lora_A.weight.detach().clone()
+        out[f"{head}{name}.lora_B.weight"] = layer.lora_B.weight.detach().clone()
+    return out
+
+
+def lora_config(model: nn.Module) -> dict:
+    """The settings a peft ``LoraConfig`` needs to rebuild the model's LoRA layers: rank r, lora_alpha and the
+    target module names. All layers must share r and alpha (as one ``inject_lora`` call makes them)."""
+    layers = _require_lora(model)
+    ranks = {layer.rank for layer in layers.values()}
+    alphas = {layer.alpha for layer in layers.values()}
+    if len(ranks) > 1 or len(alphas) > 1:
+        raise ValueError(f"the LoRA layers differ in rank {sorted(ranks)} or alpha {sorted(alphas)}; one LoraConfig "
+                         "describes one rank and one alpha.")
+    return {"r": ranks.pop(), "lora_alpha": alphas.pop(), "target_modules": sorted(layers)}
+
+
+def load_lora_state_dict(model: nn.Module, state_dict: dict[str, Tensor], prefix: str = "") -> None:
+    """Copy A and B weights from a state dict in ``lora_state_dict``'s format (keys with ``prefix``) into the model's
+    LoRA layers. Every layer must be present with matching shapes; a state dict of another rank or for other layers
+    is refused with the first mismatch named."""
+    head = f"{prefix}." if prefix else ""
+    layers = _require_lora(model)
+    expected = {f"{head}{name}.lora_{ab}.weight": getattr(layer, f"lora_{ab}").weight
+                for name, layer in layers.items() for ab in "AB"}
+    missing = sorted(set(expected) - set(state_dict))
+    unexpected = sorted(set(state_dict) - set(expected))
+    if missing or unexpected:
+        raise ValueError(f"the state dict does not fit the model's LoRA layers: {len(missing)} keys missing (e.g. "
+                         f"{missing[:2]}), {len(unexpected)} unexpected (e.g. {unexpected[:2]}). Was it saved from "
+                         f"a model with the same targets, and with prefix {prefix!r}?")
+    for key, weight in expected.items():
+        if state_dict[key].shape != weight.shape:
+            raise ValueError(f"{key}: the state dict holds {tuple(state_dict[key].shape)}, the model's layer is "
+                             f"{tuple(weight.shape)}. It was saved at another rank: inject_lora with "
+                             f"rank={min(state_dict[key].shape)}.")
+    with torch.no_grad():
+        for key, weight in expected.items():
+            weight.copy_(state_dict[key])

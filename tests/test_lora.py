@@ -1,0 +1,196 @@
+"""LoRA from scratch against its definition, against peft and against diffusers' LoRA loading; the DreamBooth loss."""
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from course_lib import lora as L
+from course_lib.dreambooth import dreambooth_loss_fn
+from course_lib.text_to_image import latent_diffusion_loss_fn, tiny_unet
+
+
+def _unet(seed=0):
+    torch.manual_seed(seed)
+    return tiny_unet().eval()
+
+
+def _inputs(seed=1, n=2):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.randn(n, 4, 8, 8, generator=g), torch.tensor([10, 700][:n]),
+            torch.randn(n, 16, 64, generator=g))
+
+
+def _randomise_b(model, seed=2, std=0.05):
+    g = torch.Generator().manual_seed(seed)
+    for layer in L.lora_layers(model).values():
+        with torch.no_grad():
+            layer.lora_B.weight.copy_(torch.randn(layer.lora_B.weight.shape, generator=g) * std)
+
+
+def _run(unet, inputs, **kwargs):
+    z, t, c = inputs
+    with torch.no_grad():
+        return unet(z, t, encoder_hidden_states=c, **kwargs).sample
+
+
+def test_forward_is_the_definition():
+    torch.manual_seed(0)
+    base = nn.Linear(12, 7)
+    layer = L.LoRALinear(base, rank=3, alpha=6.0)
+    nn.init.normal_(layer.lora_B.weight)
+    x = torch.randn(5, 12)
+    a, b = layer.lora_A.weight, layer.lora_B.weight
+    expected = x @ base.weight.T + base.bias + (6.0 / 3) * x @ a.T @ b.T
+    torch.testing.assert_close(layer(x), expected, rtol=0, atol=1e-5)
+    assert layer.delta_weight().shape == base.weight.shape
+
+
+def test_b_zero_at_init_leaves_the_unet_unchanged():
+    unet = _unet()
+    inputs = _inputs()
+    before = _run(unet, inputs)
+    layers = L.inject_lora(unet, rank=4)
+    assert len(layers) == 80 and all((m.lora_B.weight == 0).all() for m in layers.values())
+    assert torch.equal(_run(unet, inputs), before)
+
+
+def test_merge_then_unmerge_restores_the_weights():
+    unet = _unet()
+    weights = {k: v.clone() for k, v in unet.state_dict().items()}
+    L.inject_lora(unet, rank=2, alpha=5.0)
+    _randomise_b(unet)
+    inputs = _inputs()
+    unmerged = _run(unet, inputs)
+    L.merge_lora(unet)
+    torch.testing.assert_close(_run(unet, inputs), unmerged, rtol=0, atol=1e-5)
+    L.unmerge_lora(unet)
+    L.remove_lora(unet)
+    after = unet.state_dict()
+    assert set(after) == set(weights)
+    assert max((after[k] - weights[k]).abs().max().item() for k in weights) < 1e-6
+
+
+@pytest.mark.parametrize("rank, alpha, targets", [(1, 1.0, ("to_q", "to_v")), (4, 8.0, L.ATTENTION_TARGETS),
+                                                  (3, 1.5, ("attn2.to_k", "attn2.to_v", "ff.net.2"))])
+def test_equals_peft(rank, alpha, targets):
+    from peft import LoraConfig, get_peft_model_state_dict, set_peft_model_state_dict
+
+    ours, theirs = _unet(), _unet()
+    L.inject_lora(ours, targets=targets, rank=rank, alpha=alpha)
+    _randomise_b(ours, seed=rank)
+    theirs.add_adapter(LoraConfig(r=rank, lora_alpha=alpha, target_modules=list(targets)))
+    assert set(get_peft_model_state_dict(theirs)) == set(L.lora_state_dict(ours))
+    result = set_peft_model_state_dict(theirs, L.lora_state_dict(ours))
+    assert not result.unexpected_keys
+    trainable_peft = sum(p.numel() for n, p in theirs.named_parameters() if "lora_" in n)
+    assert L.count_parameters(ours)["trainable"] == trainable_peft
+    inputs = _inputs()
+    torch.testing.assert_close(_run(ours, inputs), _run(theirs, inputs), rtol=0, atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def pipelines(tmp_path_factory):
+    """The shipped pipeline with our LoRA (random B), and a second copy that loaded the same weights through
+    diffusers' ``save_lora_weights`` / ``load_lora_weights``."""
+    from diffusers import StableDiffusionPipeline
+
+    from course_lib.text_to_image import load_pipeline
+
+    ours = load_pipeline(scheduler="ddim")
+    L.inject_lora(ours.unet, rank=2, alpha=4.0)
+    _randomise_b(ours.unet)
+    directory = tmp_path_factory.mktemp("lora")
+    StableDiffusionPipeline.save_lora_weights(directory, unet_lora_layers=L.lora_state_dict(ours.unet),
+                                              unet_lora_adapter_metadata=L.lora_config(ours.unet))
+    theirs = load_pipeline(scheduler="ddim")
+    theirs.load_lora_weights(directory, adapter_name="ours")
+    return ours, theirs
+
+
+def test_load_lora_weights_gives_the_same_images(pipelines):
+    from course_lib.text_to_image import generate
+
+    ours, theirs = pipelines
+    prompts = ["a large red circle at the top left", "a small blue star at the center"]
+    images = [generate(p, prompts, 4.0, 5, generator=torch.Generator().manual_seed(0)) for p in (ours, theirs)]
+    assert (images[0] - images[1]).abs().max() < 1e-4
+
+
+def test_inference_scale_and_fuse_equal_diffusers(pipelines):
+    ours, theirs = pipelines
+    inputs = _inputs()
+    L.set_lora_scale(ours.unet, 0.4)
+    torch.testing.assert_close(_run(ours.unet, inputs), _run(theirs.unet, inputs, cross_attention_kwargs={"scale": 0.4}),
+                               rtol=0, atol=1e-5)
+    L.set_lora_scale(ours.unet, 1.0)
+    merged = copy.deepcopy(ours.unet)
+    L.remove_lora(merged, merge=True)
+    theirs.fuse_lora()
+    theirs.unload_lora_weights()
+    torch.testing.assert_close(_run(merged, inputs), _run(theirs.unet, inputs), rtol=0, atol=1e-5)
+
+
+def test_training_moves_only_lora():
+    from course_lib.trainer import train
+
+    unet = _unet()
+    base = {k: v.clone() for k, v in unet.state_dict().items()}
+    L.inject_lora(unet, rank=2)
+    z, _, c = _inputs(n=2)
+    loss_fn = latent_diffusion_loss_fn(torch.linspace(0.99, 0.01, 1000), torch.zeros(16, 64), p_uncond=0.0,
+                                       generator=torch.Generator().manual_seed(0))
+    loss_fn(unet, (z, c)).backward()
+    with_grad = [n for n, p in unet.named_parameters() if p.grad is not None]
+    assert with_grad and all("lora_" in n for n in with_grad)
+    unet.zero_grad(set_to_none=True)
+    train(unet, loss_fn, (z.repeat(4, 1, 1, 1), c.repeat(4, 1, 1)), steps=2, batch_size=4, progress=False)
+    after = {k.replace(".base.", "."): v for k, v in unet.state_dict().items() if "lora_" not in k}
+    assert all(torch.equal(after[k], base[k]) for k in base)
+    assert any(not torch.equal(layer.lora_B.weight, torch.zeros_like(layer.lora_B.weight))
+               for layer in L.lora_layers(unet).values())
+
+
+def test_bad_input_is_refused_clearly():
+    with pytest.raises(ValueError, match=r"rank must be an integer in \[1, min\(in, out\)\] = \[1, 3\]"):
+        L.LoRALinear(nn.Linear(8, 3), rank=4)
+    with pytest.raises(ValueError, match="rank must be"):
+        L.LoRALinear(nn.Linear(8, 3), rank=0)
+    unet = _unet()
+    with pytest.raises(ValueError, match="target 'to_query' matches no nn.Linear"):
+        L.inject_lora(unet, targets=("to_q", "to_query"))
+    with pytest.raises(ValueError, match=r"matches \['down_blocks.0.attentions.0.proj_in \(Conv2d\)'"):
+        L.inject_lora(unet, targets=("proj_in",))
+    with pytest.raises(ValueError, match="holds no LoRA layers"):
+        L.merge_lora(unet)
+    L.inject_lora(unet, rank=2)
+    with pytest.raises(ValueError, match="already holds LoRA layers"):
+        L.inject_lora(unet, rank=2)
+    other = _unet()
+    L.inject_lora(other, rank=4)
+    with pytest.raises(ValueError, match="saved at another rank: inject_lora with rank=4"):
+        L.load_lora_state_dict(unet, L.lora_state_dict(other))
+    with pytest.raises(ValueError, match="keys missing"):
+        L.load_lora_state_dict(unet, L.lora_state_dict(other, prefix="unet"))
+
+
+def test_dreambooth_loss_is_subject_plus_lambda_prior():
+    unet = _unet()
+    z, _, c = _inputs(n=2)
+    batch = (z, c, z.flip(0), c.flip(0))
+    alphas_cumprod = torch.linspace(0.999, 0.01, 1000)
+
+    def value(weight):
+        fn = dreambooth_loss_fn(alphas_cumprod, weight, generator=torch.Generator().manual_seed(3))
+        with torch.no_grad():
+            return fn(unet, batch).item()
+
+    losses = [value(w) for w in (0.0, 1.0, 2.0)]
+    assert abs(losses[2] - 2 * losses[1] + losses[0]) < 1e-6  # linear in lambda
+    simple = latent_diffusion_loss_fn(alphas_cumprod, torch.zeros(16, 64), p_uncond=0.0,
+                                      generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        assert abs(simple(unet, (z, c)).item() - losses[0]) < 1e-6  # lambda = 0: the subject's L_simple
+    with pytest.raises(ValueError, match="prior_weight"):
+        dreambooth_loss_fn(alphas_cumprod, -1.0)
