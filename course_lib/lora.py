@@ -102,6 +102,22 @@ def _matches(name: str, targets: Sequence[str]) -> bool:
     return any(name == t or name.endswith("." + t) for t in targets)
 
 
+def _targeted_linears(model: nn.Module, targets: Sequence[str]) -> dict[str, nn.Linear]:
+    """{name: nn.Linear} of the layers that ``targets`` select (peft's rule); a target matching no linear layer is
+    refused, naming what it matches instead and what a target looks like."""
+    if isinstance(targets, str):
+        targets = (targets,)
+    linear = {name: m for name, m in model.named_modules() if isinstance(m, nn.Linear)}
+    for target in targets:
+        if not any(_matches(name, (target,)) for name in linear):
+            other = [f"{name} ({type(m).__name__})" for name, m in model.named_modules() if _matches(name, (target,))]
+            raise ValueError(f"target {target!r} matches no nn.Linear of the model"
+                             + (f"; it matches {other[:2]}, which LoRALinear cannot wrap" if other else "")
+                             + f". A target is a linear layer's full name or its last parts, e.g. {list(linear)[:2]} "
+                             f"(the model has {len(linear)} linear layers).")
+    return {name: m for name, m in linear.items() if _matches(name, targets)}
+
+
 def inject_lora(model: nn.Module, targets: Sequence[str] = ATTENTION_TARGETS, rank: int = 4,
                 alpha: float | None = None, dropout: float = 0.0) -> dict[str, LoRALinear]:
     """Wrap every ``nn.Linear`` of ``model`` whose name matches ``targets`` in a ``LoRALinear`` (in place) and freeze
@@ -110,20 +126,10 @@ def inject_lora(model: nn.Module, targets: Sequence[str] = ATTENTION_TARGETS, ra
     ``targets`` are matched as peft matches a list (``"to_q"`` matches ``down_blocks.0...attn1.to_q``;
     ``"attn2.to_k"`` only cross-attention keys). A model that already holds LoRA layers is refused.
     """
-    if isinstance(targets, str):
-        targets = (targets,)
     if any(isinstance(m, LoRALinear) for m in model.modules()):
         raise ValueError("the model already holds LoRA layers; call remove_lora(model) first, or train the ones "
                          "it has.")
-    linear = [name for name, m in model.named_modules() if isinstance(m, nn.Linear)]
-    for target in targets:
-        if not any(_matches(name, (target,)) for name in linear):
-            other = [f"{name} ({type(m).__name__})" for name, m in model.named_modules() if _matches(name, (target,))]
-            raise ValueError(f"target {target!r} matches no nn.Linear of the model"
-                             + (f"; it matches {other[:2]}, which LoRALinear cannot wrap" if other else "")
-                             + f". A target is a linear layer's full name or its last parts, e.g. {linear[:2]} "
-                             f"(the model has {len(linear)} linear layers).")
-    names = [name for name in linear if _matches(name, targets)]
+    names = list(_targeted_linears(model, targets))
     model.requires_grad_(False)
     layers = {}
     for name in names:
@@ -132,6 +138,20 @@ def inject_lora(model: nn.Module, targets: Sequence[str] = ATTENTION_TARGETS, ra
         layers[name] = LoRALinear(getattr(parent, child), rank, alpha, dropout)
         setattr(parent, child, layers[name])
     return layers
+
+
+def count_lora_parameters(model: nn.Module, targets: Sequence[str] = ATTENTION_TARGETS, rank: int = 4) -> int:
+    """The trainable parameters ``inject_lora(model, targets, rank)`` would add, r (in + out) per targeted layer,
+    computed from the layers' shapes without changing the model (so it also works on a model built on the meta
+    device, e.g. Stable Diffusion's U-Net without its weights). Divide by the model's parameter count plus this
+    number for ``count_parameters``' fraction after injection."""
+    layers = _targeted_linears(model, targets)
+    too_small = [name for name, m in layers.items()
+                 if not isinstance(rank, int) or not 1 <= rank <= min(m.in_features, m.out_features)]
+    if too_small:
+        raise ValueError(f"rank must be an integer from 1 to min(in, out) of every targeted layer, got {rank!r}; "
+                         f"{len(too_small)} layers are narrower (e.g. {too_small[:1]}). Pick a smaller rank.")
+    return sum(rank * (m.in_features + m.out_features) for m in layers.values())
 
 
 def lora_layers(model: nn.Module) -> dict[str, LoRALinear]:
@@ -172,6 +192,18 @@ def set_lora_scale(model: nn.Module, scale: float) -> None:
         if layer.merged:
             raise ValueError("change the scale of unmerged layers only: call unmerge_lora(model) first.")
         layer.scale = float(scale)
+
+
+@torch.no_grad()
+def randomise_lora_b(model: nn.Module, std: float, generator: torch.Generator | None = None) -> None:
+    """Draw every B from N(0, std^2), layer by layer in module order (A is kept): a stand-in for a trained update,
+    so that pages and tests can compare LoRA implementations on an update with a visible effect, without training.
+    """
+    if std < 0:
+        raise ValueError(f"std must be >= 0 (0: B = 0, the model unchanged), got {std}.")
+    for layer in _require_lora(model).values():
+        weight = layer.lora_B.weight
+        weight.copy_(torch.randn(weight.shape, generator=generator) * std)
 
 
 def lora_parameters(model: nn.Module) -> Iterable[nn.Parameter]:

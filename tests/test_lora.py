@@ -23,10 +23,7 @@ def _inputs(seed=1, n=2):
 
 
 def _randomise_b(model, seed=2, std=0.05):
-    g = torch.Generator().manual_seed(seed)
-    for layer in L.lora_layers(model).values():
-        with torch.no_grad():
-            layer.lora_B.weight.copy_(torch.randn(layer.lora_B.weight.shape, generator=g) * std)
+    L.randomise_lora_b(model, std, torch.Generator().manual_seed(seed))
 
 
 def _run(unet, inputs, **kwargs):
@@ -45,6 +42,34 @@ def test_forward_is_the_definition():
     expected = x @ base.weight.T + base.bias + (6.0 / 3) * x @ a.T @ b.T
     torch.testing.assert_close(layer(x), expected, rtol=0, atol=1e-5)
     assert layer.delta_weight().shape == base.weight.shape
+
+
+def test_randomise_lora_b_draws_b_only():
+    unet = _unet()
+    L.inject_lora(unet, rank=4)
+    a_before = {n: m.lora_A.weight.clone() for n, m in L.lora_layers(unet).items()}
+    L.randomise_lora_b(unet, 0.3, torch.Generator().manual_seed(0))
+    b = torch.cat([m.lora_B.weight.flatten() for m in L.lora_layers(unet).values()])
+    assert abs(b.std().item() - 0.3) < 0.01 and abs(b.mean().item()) < 0.01
+    assert all(torch.equal(m.lora_A.weight, a_before[n]) for n, m in L.lora_layers(unet).items())
+    L.randomise_lora_b(unet, 0.0)
+    assert all((m.lora_B.weight == 0).all() for m in L.lora_layers(unet).values())
+    with pytest.raises(ValueError, match="std must be >= 0"):
+        L.randomise_lora_b(unet, -1.0)
+
+
+@pytest.mark.parametrize("rank, targets", [(1, ("to_q", "to_v")), (4, L.ATTENTION_TARGETS), (8, ("attn2.to_k",))])
+def test_count_lora_parameters_is_what_inject_adds(rank, targets):
+    unet = _unet()
+    total = L.count_parameters(unet)["total"]
+    expected = L.count_lora_parameters(unet, targets, rank)
+    L.inject_lora(unet, targets=targets, rank=rank)
+    assert L.count_parameters(unet) == {"trainable": expected, "total": total + expected,
+                                        "fraction": expected / (total + expected)}
+    with torch.device("meta"):  # shapes only: the same count without weights
+        assert L.count_lora_parameters(tiny_unet(), targets, rank) == expected
+    with pytest.raises(ValueError, match="rank must be an integer from 1 to min"):
+        L.count_lora_parameters(_unet(), targets, 33)  # the first level has 32 channels
 
 
 def test_b_zero_at_init_leaves_the_unet_unchanged():
