@@ -66,7 +66,7 @@ def dreambooth_data(pipe, subject_images: Tensor, prior_images: Tensor, instance
                     class_prompt: str = CLASS_PROMPT) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """The four tensors ``dreambooth_loss_fn`` reads, one row per prior image: the subject's latents (its few images
     repeated to the prior set's length), the instance prompt's states, the prior images' latents, the class prompt's
-    states. Images ``[N, 3, S, S]`` in [-1, 1]; latents are the autoencoder's means times its scaling factor."""
+    states. Images ``[N, 3, S, S]`` in [-1, 1]; latents are the autoencoder's scaled means (``latent.encode``)."""
     from .latent import encode
     from .text_to_image import encode_prompts
 
@@ -74,10 +74,8 @@ def dreambooth_data(pipe, subject_images: Tensor, prior_images: Tensor, instance
         raise ValueError(f"need at least one subject image and one prior image, got {len(subject_images)} and "
                          f"{len(prior_images)}.")
     n = len(prior_images)
-    scale = pipe.vae.config.scaling_factor
-    z_subject = encode(pipe.vae, subject_images) * scale
-    z_subject = z_subject[torch.arange(n) % len(z_subject)]
-    z_prior = encode(pipe.vae, prior_images) * scale
+    z_subject = encode(pipe.vae, subject_images)[torch.arange(n) % len(subject_images)]
+    z_prior = encode(pipe.vae, prior_images)
     states = encode_prompts(pipe.text_encoder, pipe.tokenizer, [instance_prompt, class_prompt])
     return z_subject, states[:1].expand(n, -1, -1), z_prior, states[1:].expand(n, -1, -1)
 
