@@ -221,6 +221,22 @@ def count_parameters(model: nn.Module) -> dict[str, float]:
     return {"trainable": trainable, "total": total, "fraction": trainable / total}
 
 
+def low_rank_energy(delta: Tensor, ranks: Sequence[int]) -> list[float]:
+    """For each r in ``ranks``, the fraction of ||delta||_F^2 that the best rank-r approximation of the update
+    ``delta`` ``[out, in]`` keeps: the sum of the r largest squared singular values over the sum of all
+    (Eckart-Young). 1.0 at r >= rank(delta). The benchmark for "no low-rank structure" is a matrix of the same
+    shape with independent Gaussian entries (for 64 x 64 it keeps about 0.22 at r = 4, more than r / 64 because its
+    singular values spread out, Marchenko-Pastur)."""
+    if delta.ndim != 2:
+        raise ValueError(f"delta must be a weight update [out, in], got shape {tuple(delta.shape)}.")
+    energy = torch.linalg.svdvals(delta.detach().double()).square()
+    total = energy.sum()
+    if total == 0:
+        raise ValueError("delta is all zeros: there is no update to decompose (was the layer trained?).")
+    kept = energy.cumsum(0) / total
+    return [kept[min(r, len(kept)) - 1].item() for r in ranks]
+
+
 # --- state dicts: ours, and the peft / diffusers format ------------------------------------------------------------
 
 def lora_state_dict(model: nn.Module, prefix: str = "") -> dict[str, Tensor]:

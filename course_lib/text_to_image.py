@@ -123,6 +123,17 @@ def encode_prompts(text_encoder, tokenizer, prompts: Sequence[str], batch_size: 
     return torch.cat(out)
 
 
+def caption_pairs(pipe, images: Tensor, captions: Sequence[str]) -> tuple[Tensor, Tensor]:
+    """Training pairs for ``latent_diffusion_loss_fn``: the scaled latents ``[N, 4, h, w]`` of images ``[N, 3, S, S]``
+    in [-1, 1] and the text states ``[N, L, D]`` of their captions, with the pipeline's autoencoder and text encoder
+    (both frozen, as in Stable Diffusion's training: only the U-Net learns)."""
+    from .latent import encode
+
+    if len(images) != len(captions):
+        raise ValueError(f"{len(images)} images but {len(captions)} captions; pass one caption per image.")
+    return encode(pipe.vae, images), encode_prompts(pipe.text_encoder, pipe.tokenizer, list(captions))
+
+
 def latent_diffusion_loss_fn(alphas_cumprod: Tensor, null_condition: Tensor, p_uncond: float = 0.1,
                              generator: torch.Generator | None = None):
     """``loss_fn(unet, (latents, conditions))`` for ``trainer.train``: L_simple on scaled latents ``[B, 4, h, w]``

@@ -219,3 +219,15 @@ def test_dreambooth_loss_is_subject_plus_lambda_prior():
         assert abs(simple(unet, (z, c)).item() - losses[0]) < 1e-6  # lambda = 0: the subject's L_simple
     with pytest.raises(ValueError, match="prior_weight"):
         dreambooth_loss_fn(alphas_cumprod, -1.0)
+
+
+def test_low_rank_energy_identities():
+    g = torch.Generator().manual_seed(0)
+    low = torch.randn(40, 3, generator=g) @ torch.randn(3, 30, generator=g)  # rank 3
+    kept = L.low_rank_energy(low, [1, 3, 30])
+    assert 0 < kept[0] < 1 and abs(kept[1] - 1) < 1e-9 and abs(kept[2] - 1) < 1e-9
+    noise = torch.randn(64, 64, generator=g)
+    s = torch.linalg.svdvals(noise.double()).square()
+    assert abs(L.low_rank_energy(noise, [4])[0] - (s[:4].sum() / s.sum()).item()) < 1e-12
+    with pytest.raises(ValueError, match="all zeros"):
+        L.low_rank_energy(torch.zeros(4, 4), [1])
