@@ -63,36 +63,103 @@ def dreambooth_loss_fn(alphas_cumprod: Tensor, prior_weight: float = 1.0, genera
 
 
 def dreambooth_data(pipe, subject_images: Tensor, prior_images: Tensor, instance_prompt: str = INSTANCE_PROMPT,
-                    class_prompt: str = CLASS_PROMPT) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+                    class_prompts: str | Sequence[str] = CLASS_PROMPT) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """The four tensors ``dreambooth_loss_fn`` reads, one row per prior image: the subject's latents (its few images
-    repeated to the prior set's length), the instance prompt's states, the prior images' latents, the class prompt's
-    states. Images ``[N, 3, S, S]`` in [-1, 1]; latents are the autoencoder's scaled means (``latent.encode``)."""
+    repeated to the prior set's length), the instance prompt's states, the prior images' latents, their prompts'
+    states. ``class_prompts``: the class prompt of every prior image (Ruiz et al.), or one prompt per prior image
+    (e.g. the ordinary prompts the base model drew them for). Images ``[N, 3, S, S]`` in [-1, 1]; latents are the
+    autoencoder's scaled means (``latent.encode``)."""
     from .latent import encode
     from .text_to_image import encode_prompts
 
-    if len(subject_images) == 0 or len(prior_images) == 0:
-        raise ValueError(f"need at least one subject image and one prior image, got {len(subject_images)} and "
-                         f"{len(prior_images)}.")
     n = len(prior_images)
+    if len(subject_images) == 0 or n == 0:
+        raise ValueError(f"need at least one subject image and one prior image, got {len(subject_images)} and {n}.")
+    prompts = [class_prompts] * n if isinstance(class_prompts, str) else list(class_prompts)
+    if len(prompts) != n:
+        raise ValueError(f"{n} prior images but {len(prompts)} class prompts; pass one prompt, or one per image.")
     z_subject = encode(pipe.vae, subject_images)[torch.arange(n) % len(subject_images)]
     z_prior = encode(pipe.vae, prior_images)
-    states = encode_prompts(pipe.text_encoder, pipe.tokenizer, [instance_prompt, class_prompt])
-    return z_subject, states[:1].expand(n, -1, -1), z_prior, states[1:].expand(n, -1, -1)
+    instance = encode_prompts(pipe.text_encoder, pipe.tokenizer, [instance_prompt])
+    return z_subject, instance.expand(n, -1, -1), z_prior, encode_prompts(pipe.text_encoder, pipe.tokenizer, prompts)
 
 
 def subject_scores(judge, images: Tensor, prompts: Sequence[str]) -> dict[str, float]:
-    """What DreamBooth's subject prompts ask, judged: ``shape`` = fraction judged the held-out shape, and for every
-    attribute a prompt names besides the identifier (colour, size, position), the fraction that obeys it."""
+    """What DreamBooth's subject prompts ask, judged: ``shape`` = fraction judged the held-out shape; for every
+    attribute the prompts name besides the identifier (colour, size, position), the fraction that obeys it; ``all``
+    = the fraction that is the held-out shape and obeys every attribute its prompt names."""
     from .data import ATTRIBUTES
     from .text_to_image import HELD_OUT_SHAPE
 
+    if len(images) != len(prompts) or len(images) == 0:
+        raise ValueError(f"pass one prompt per image (at least one), got {len(images)} images, {len(prompts)} prompts.")
     predicted = {name: index.cpu() for name, index in judge.predict(images.float().clamp(-1, 1)).items()}
-    scores = {"shape": (predicted["shape"] == ATTRIBUTES["shape"].index(HELD_OUT_SHAPE)).float().mean().item()}
+    hits = predicted["shape"] == ATTRIBUTES["shape"].index(HELD_OUT_SHAPE)
+    scores = {"shape": hits.float().mean().item()}
     for name, values in ATTRIBUTES.items():
-        if name == "shape":
-            continue
         asked = [next((i for i, v in enumerate(values) if f" {v} " in f" {p} "), None) for p in prompts]
-        rows = [i for i, a in enumerate(asked) if a is not None]
-        if rows:
-            scores[name] = (predicted[name][rows] == torch.tensor([asked[i] for i in rows])).float().mean().item()
+        named = torch.tensor([a is not None for a in asked])
+        if name == "shape" or not named.any():
+            continue
+        obeyed = predicted[name] == torch.tensor([-1 if a is None else a for a in asked])
+        scores[name] = obeyed[named].float().mean().item()
+        hits &= obeyed | ~named
+    scores["all"] = hits.float().mean().item()
     return scores
+
+
+def train_dreambooth(pipe, data: tuple[Tensor, Tensor, Tensor, Tensor], prior_weight: float = 1.0, rank: int = 4,
+                     steps: int = 300, lr: float = 3e-3, batch_size: int = 8, targets: Sequence[str] | None = None,
+                     seed: int = 0, progress: bool = False):
+    """LoRA-DreamBooth on ``pipe.unet`` in place (as diffusers' ``train_dreambooth_lora.py``): inject rank-``rank``
+    LoRA layers into the attention projections (or ``targets``), freeze the rest, and train them on
+    ``dreambooth_data``'s tensors with ``dreambooth_loss_fn`` (``batch_size`` subject and as many prior rows per
+    step). Returns the ``trainer.TrainResult`` (losses, wall time); the pipeline then generates with the LoRA."""
+    from .lora import ATTENTION_TARGETS, inject_lora
+    from .trainer import train
+
+    inject_lora(pipe.unet, targets=ATTENTION_TARGETS if targets is None else targets, rank=rank)
+    loss_fn = dreambooth_loss_fn(pipe.scheduler.alphas_cumprod, prior_weight, torch.Generator().manual_seed(seed + 1))
+    return train(pipe.unet, loss_fn, data, steps=steps, batch_size=batch_size, lr=lr, seed=seed, progress=progress)
+
+
+def mean_pairwise_distance(images: Tensor) -> float:
+    """Diversity of a set of images ``[N, 3, S, S]``: the mean Euclidean distance between two different images (in
+    pixel units of [-1, 1]); DreamBooth's DIV uses LPIPS instead, which the shapes world does not need."""
+    if len(images) < 2:
+        raise ValueError(f"diversity needs at least two images, got {len(images)}.")
+    return torch.pdist(images.flatten(1).float()).mean().item()
+
+
+def evaluate_dreambooth(pipe, judge, ordinary_prompts: Sequence[str], samples: int = 32, guidance_scale: float = 4.0,
+                        num_inference_steps: int = 20, seed: int = 7) -> tuple[dict[str, float], dict[str, Tensor]]:
+    """DreamBooth's questions, answered by the judge (``samples`` images per subject prompt, same seeds for every
+    model):
+
+    - ``fidelity``: "a sks shape" is judged the held-out shape;
+    - ``recontext``: "a sks shape at the bottom right" is the shape, at that position;
+    - ``property``: "a blue sks shape" is the shape, in blue;
+    - ``class_to_subject``: "a shape" is judged the held-out shape (the class taken over by the subject: lower is
+      better; DreamBooth's PRES asks the same of class-prompt samples);
+    - ``diversity``: ``mean_pairwise_distance`` of the "a sks shape" samples (DreamBooth's DIV, in pixels);
+    - ``ordinary``: judge adherence, all four attributes, on ``ordinary_prompts`` (language drift beyond the class).
+
+    Returns the scores and the images of the subject and class prompts."""
+    from .judge import adherence
+    from .text_to_image import generate
+
+    def draw(prompts):
+        return generate(pipe, list(prompts), guidance_scale, num_inference_steps,
+                        generator=torch.Generator().manual_seed(seed))
+
+    position, blue = f"{INSTANCE_PROMPT} at the bottom right", f"a blue {INSTANCE_PROMPT.removeprefix('a ')}"
+    images = {p: draw([p] * samples) for p in (INSTANCE_PROMPT, position, blue, CLASS_PROMPT)}
+    recontext = subject_scores(judge, images[position], [position] * samples)
+    prop = subject_scores(judge, images[blue], [blue] * samples)
+    scores = {"fidelity": subject_scores(judge, images[INSTANCE_PROMPT], [INSTANCE_PROMPT] * samples)["shape"],
+              "recontext": recontext["all"],
+              "property": prop["all"],
+              "class_to_subject": subject_scores(judge, images[CLASS_PROMPT], [CLASS_PROMPT] * samples)["shape"],
+              "diversity": mean_pairwise_distance(images[INSTANCE_PROMPT]),
+              "ordinary": adherence(judge, draw(ordinary_prompts), list(ordinary_prompts))["all"]}
+    return scores, images
