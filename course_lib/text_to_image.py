@@ -157,6 +157,20 @@ def latent_diffusion_loss_fn(alphas_cumprod: Tensor, null_condition: Tensor, p_u
     return loss_fn
 
 
+def fine_tune(pipe, pairs: tuple[Tensor, Tensor], steps: int, lr: float, batch_size: int = 16,
+              p_uncond: float = 0.1, seed: int = 0):
+    """Continue training ``pipe.unet`` in place as it was trained (``latent_diffusion_loss_fn`` with the empty prompt
+    dropped in at rate ``p_uncond``) on ``caption_pairs``' (latents, states). Whatever requires grad is trained: the
+    whole U-Net for full fine-tuning, only A and B after ``lora.inject_lora``. Returns the ``trainer.TrainResult``
+    (losses, ``wall_time_s``)."""
+    from .trainer import train
+
+    null = encode_prompts(pipe.text_encoder, pipe.tokenizer, [""])[0]
+    loss_fn = latent_diffusion_loss_fn(pipe.scheduler.alphas_cumprod, null, p_uncond,
+                                       generator=torch.Generator().manual_seed(seed + 3))
+    return train(pipe.unet, loss_fn, pairs, steps=steps, batch_size=batch_size, lr=lr, seed=seed, progress=False)
+
+
 # --- the pipeline: assemble, save with a manifest, load after the SHA check ---------------------------------------
 
 def build_pipeline(vae, text_encoder, tokenizer, unet, scheduler=None):

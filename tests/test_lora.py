@@ -231,3 +231,20 @@ def test_low_rank_energy_identities():
     assert abs(L.low_rank_energy(noise, [4])[0] - (s[:4].sum() / s.sum()).item()) < 1e-12
     with pytest.raises(ValueError, match="all zeros"):
         L.low_rank_energy(torch.zeros(4, 4), [1])
+
+
+def test_fine_tune_trains_only_the_lora_layers():
+    from course_lib.data import render_captions
+    from course_lib.text_to_image import caption_pairs, fine_tune, load_pipeline
+
+    pipe = load_pipeline(scheduler="ddim")
+    captions = ["a large red heart at the top left", "a small blue heart at the center"] * 2
+    pairs = caption_pairs(pipe, render_captions(captions), captions)
+    before = {k: v.clone() for k, v in pipe.unet.state_dict().items()}
+    L.inject_lora(pipe.unet, rank=2)
+    result = fine_tune(pipe, pairs, steps=2, lr=1e-3, batch_size=4)
+    assert len(result.losses) == 2
+    after = {k.replace(".base.", "."): v for k, v in pipe.unet.state_dict().items() if "lora_" not in k}
+    assert all(torch.equal(after[k], before[k]) for k in before)
+    with pytest.raises(ValueError, match="one caption per image"):
+        caption_pairs(pipe, render_captions(captions), captions[:3])

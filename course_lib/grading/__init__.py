@@ -12,7 +12,9 @@ grader's) is ``exercises/grader`` and exercises/INSTRUCTORS.md, "Grading mechani
   training, a sampler's settings under a budget of network evaluations) and ``guidance`` (``guided_digits_quality``:
   no training, classifier guidance's scale and steps, graded on the requested digit's accuracy and the Frechet
   distance) and ``latent_diffusion`` (``prompt_adherence``: no training, the shipped tiny Stable Diffusion's scheduler,
-  steps and guidance scale within a budget of U-Net evaluations, graded on the judge's prompt adherence).
+  steps and guidance scale within a budget of U-Net evaluations, graded on the judge's prompt adherence) and ``lora``
+  (``dreambooth_quality``: LoRA-DreamBooth on the shipped tiny Stable Diffusion with a student's rank, targets, steps,
+  learning rate and prior weight, trained and judged by ``course_lib``, graded on fidelity and drift).
 """
 
 from .checks import assert_close, assert_quality, assert_tensor
@@ -21,6 +23,7 @@ from .ddpm import DDPM_BUDGET, check_ddpm_config, ddpm_digits_quality, score_sam
 from .guidance import GUIDANCE_BUDGET, check_guidance_settings, guided_digits_quality
 from .iddpm import IDDPM_BUDGET, check_iddpm_config, iddpm_digits_bound
 from .latent_diffusion import LATENT_DIFFUSION_BUDGET, check_sampling_settings, prompt_adherence
+from .lora import LORA_BUDGET, LORA_TARGETS, check_lora_settings, dreambooth_quality
 from .measured import QUICK_ENV, quick_mode
 from .plugin import GradingGuard
 from .vae import VAE_BUDGET, check_vae_config, vae_digits_elbo
@@ -30,4 +33,5 @@ __all__ = ["DDPM_BUDGET", "GradingGuard", "QUICK_ENV", "VAE_BUDGET", "assert_clo
            "score_samples", "vae_digits_elbo", "DDIM_BUDGET", "check_ddim_sampler", "ddim_digits_quality",
            "IDDPM_BUDGET", "check_iddpm_config", "iddpm_digits_bound",
            "GUIDANCE_BUDGET", "check_guidance_settings", "guided_digits_quality",
-           "LATENT_DIFFUSION_BUDGET", "check_sampling_settings", "prompt_adherence"]
+           "LATENT_DIFFUSION_BUDGET", "check_sampling_settings", "prompt_adherence",
+           "LORA_BUDGET", "LORA_TARGETS", "check_lora_settings", "dreambooth_quality"]

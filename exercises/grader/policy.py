@@ -21,4 +21,5 @@ REFERENCE_ANSWERS: dict[str, list[str]] = {
     "guidance": ["course_lib.guidance:classifier_log_prob_grad", "course_lib.guidance:drop_labels"],
     "latent_diffusion": ["course_lib.latent:latent_scaling_factor", "course_lib.cross_attention:cross_attention",
                          "course_lib.cross_attention:cross_attention_of"],
+    "lora": ["course_lib.lora:count_lora_parameters", "course_lib.dreambooth:dreambooth_loss_fn"],
 }

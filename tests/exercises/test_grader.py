@@ -381,3 +381,26 @@ def test_gradescope_bundle_runs_the_isolated_grader(fresh, tmp_path):
         assert {t["name"] for t in data["tests"]} == set(tools.question_points("ddim")), data
         scores[label] = data["score"]
     assert scores == {"solution": sum(tools.question_points("ddim").values()), "blank": 0}, scores
+
+
+def test_lora_settings_check_says_what_is_wrong():
+    from course_lib.grading import LORA_BUDGET, check_lora_settings
+
+    good = {"rank": 4, "targets": ["to_q", "to_k", "to_v", "to_out.0"], "steps": 300, "lr": 3e-3, "prior_weight": 1.0}
+    checked = check_lora_settings(good)
+    assert 0.019 < checked["fraction"] < 0.02 and checked["targets"] == good["targets"]
+    assert check_lora_settings({**good, "rank": 16, "targets": ["attn2.to_k"]})["fraction"] < 0.02
+    for settings, match in [({**good, "rank": 5}, r"trains 2\.\d\d% .* the budget is 2%"),
+                            ({**good, "targets": ["to_kv"]}, r"unknown targets \['to_kv'\]"),
+                            ({**good, "targets": "to_q"}, "non-empty list"), ({**good, "targets": []}, "non-empty list"),
+                            ({**good, "steps": 401}, r"\[1, 400\]"), ({**good, "steps": 300.0}, "steps must be an int"),
+                            ({**good, "rank": 0}, "rank must be an int"), ({**good, "rank": True}, "rank"),
+                            ({**good, "lr": 0.0}, r"lr must be in \(0"), ({**good, "lr": float("nan")}, "number"),
+                            ({**good, "prior_weight": -1.0}, r"prior_weight must be in \[0"),
+                            ({**good, "prior_weight": "1"}, "number"),
+                            ({k: v for k, v in good.items() if k != "lr"}, r"is missing \['lr'\]"),
+                            ({**good, "batch_size": 16}, r"unknown keys \['batch_size'\]"), ([4, 300], "should be a dict")]:
+        with pytest.raises(AssertionError, match=match):
+            check_lora_settings(settings)
+    with pytest.raises(TypeError):
+        LORA_BUDGET["max_fraction"] = 1.0  # read-only
