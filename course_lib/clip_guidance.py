@@ -28,6 +28,7 @@ from torch import Tensor
 from .clip import _as_tensor, embed
 from .guidance import LossGuidance
 from .schedules import Schedule
+from .text_to_image import TextEps
 
 
 def shifted_copies(images: Tensor, copies: int, max_shift: int, generator: torch.Generator | None = None) -> Tensor:
@@ -77,23 +78,6 @@ def clip_latent_loss(clip, vae, text_emb: Tensor, augmentations: int = 0, max_sh
         return clip_distance(clip, images, text).view(-1, b).mean(0)  # [copies, B] -> [B]
 
     return loss_fn
-
-
-class TextEps:
-    """The pipeline's U-Net with classifier-free guidance as an eps-model eps(z, t) -> like z, for chapter 5's
-    wrappers: eps_u + g (eps_c - eps_u) with the empty prompt's states as eps_u; g = 1 is the conditional model."""
-
-    def __init__(self, unet, cond: Tensor, uncond: Tensor | None, guidance_scale: float):
-        if guidance_scale > 1.0 and uncond is None:
-            raise ValueError("guidance_scale > 1 needs the unconditional states: pass uncond (the empty prompt's).")
-        self.unet, self.cond, self.uncond, self.g = unet, cond, uncond, guidance_scale
-
-    def __call__(self, z: Tensor, t: Tensor) -> Tensor:
-        if self.g <= 1.0:  # diffusers' pipeline also runs the conditional pass alone at g <= 1
-            return self.unet(z, t, encoder_hidden_states=self.cond).sample
-        eps_u, eps_c = self.unet(torch.cat([z, z]), torch.cat([t, t]),
-                                 encoder_hidden_states=torch.cat([self.uncond, self.cond])).sample.chunk(2)
-        return eps_u + self.g * (eps_c - eps_u)
 
 
 def clip_guided_generate(pipe, clip, prompts: Sequence[str], clip_prompts: Sequence[str], clip_scale: float,

@@ -327,6 +327,23 @@ def guided_steps(unet, scheduler, z: Tensor, timesteps: Tensor, cond: Tensor, un
     return z
 
 
+class TextEps:
+    """The pipeline's U-Net with classifier-free guidance as an eps-model eps(z, t) -> like z, for chapter 5's
+    wrappers: eps_u + g (eps_c - eps_u) with the empty prompt's states as eps_u; g = 1 is the conditional model."""
+
+    def __init__(self, unet, cond: Tensor, uncond: Tensor | None, guidance_scale: float):
+        if guidance_scale > 1.0 and uncond is None:
+            raise ValueError("guidance_scale > 1 needs the unconditional states: pass uncond (the empty prompt's).")
+        self.unet, self.cond, self.uncond, self.g = unet, cond, uncond, guidance_scale
+
+    def __call__(self, z: Tensor, t: Tensor) -> Tensor:
+        if self.g <= 1.0:  # diffusers' pipeline also runs the conditional pass alone at g <= 1
+            return self.unet(z, t, encoder_hidden_states=self.cond).sample
+        eps_u, eps_c = self.unet(torch.cat([z, z]), torch.cat([t, t]),
+                                 encoder_hidden_states=torch.cat([self.uncond, self.cond])).sample.chunk(2)
+        return eps_u + self.g * (eps_c - eps_u)
+
+
 @torch.no_grad()
 def sdedit(pipe, images: Tensor, prompts: Sequence[str], strength: float, guidance_scale: float = 7.5,
            num_inference_steps: int = 50, generator: torch.Generator | None = None) -> Tensor:
