@@ -18,7 +18,7 @@ Shapes: x [B, ...]; t int64 [B]; y int64 [B] labels (a null label means "no cond
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -301,6 +301,21 @@ def foreground_colour(images: Tensor) -> Tensor:
     """Mean colour of each image's foreground, weighted by ``foreground_weights``: [B, 3, H, W] -> [B, 3] in [-1, 1]."""
     w = foreground_weights(images)
     return (w * images).sum((2, 3)) / w.sum((2, 3)).clamp_min(1e-6)
+
+
+def colour_error(images: Tensor, colours: Sequence[str]) -> Tensor:
+    """Distance between each image's foreground colour and a named palette colour (``data.COLOUR_RGB``), in RGB
+    units 0..255: [B, 3, H, W] in [-1, 1] and B colour names -> [B]. A render of the shapes world is within about 15
+    units of its palette colour (small shapes blend at their edges); orange drawn for "red" is about 100 away."""
+    from .data import COLOUR_RGB
+
+    if len(colours) != len(images):
+        raise ValueError(f"{len(images)} images but {len(colours)} colour names; pass one per image.")
+    unknown = sorted(set(colours) - set(COLOUR_RGB))
+    if unknown:
+        raise ValueError(f"unknown colour names {unknown}; choose from {list(COLOUR_RGB)}.")
+    target = torch.tensor([COLOUR_RGB[c] for c in colours], dtype=torch.float32)
+    return ((foreground_colour(images.float()) + 1) * 127.5 - target).norm(dim=1)
 
 
 def colour_loss(target_rgb: tuple[float, float, float]) -> Callable[[Tensor], Tensor]:

@@ -383,3 +383,14 @@ def test_colour_loss_is_zero_on_the_target_colour_and_its_gradient_recolours_the
         colour_loss((300, 0, 0))
     with pytest.raises(ValueError, match="RGB"):
         foreground_weights(torch.zeros(2, 1, 8, 8))
+
+
+def test_colour_error_of_renders_is_small_for_their_colour_and_large_for_another():
+    from course_lib.data import render_shape
+    from course_lib.guidance import colour_error
+
+    images = torch.stack([render_shape("circle", "red", "large", "center"), render_shape("star", "cyan", "small", "top left")])
+    right, wrong = colour_error(images, ["red", "cyan"]), colour_error(images, ["blue", "red"])
+    assert (right < 20).all() and (wrong > 100).all(), (right, wrong)  # small shapes blend at their edges
+    with pytest.raises(ValueError, match="unknown colour"):
+        colour_error(images, ["red", "orange"])
