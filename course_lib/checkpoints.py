@@ -45,12 +45,13 @@ def hardware() -> str:
     return f"cpu: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
 
 
-def save_checkpoint(name: str, model: nn.Module, *, model_kind: str, config: dict, recipe: str, steps: int,
-                    wall_time_s: float, metrics: dict, directory: str | Path = CHECKPOINT_DIR,
+def save_checkpoint(name: str, model: nn.Module | dict[str, Tensor], *, model_kind: str, config: dict, recipe: str,
+                    steps: int, wall_time_s: float, metrics: dict, directory: str | Path = CHECKPOINT_DIR,
                     dtype: torch.dtype = torch.float32) -> Path:
     """Write ``<name>.safetensors`` and its manifest entry; return the file's path.
 
     Args:
+        model: the module whose ``state_dict()`` is saved, or a state dict itself (e.g. ``lora.lora_state_dict``).
         model_kind: the loader that rebuilds it ("unet", "classifier", "vae", ...).
         config: the keyword arguments of the model's config dataclass (JSON-serialisable).
         recipe: the command that re-creates it, e.g. "python -m course_lib.train ddpm_digits".
@@ -72,7 +73,7 @@ def save_checkpoint(name: str, model: nn.Module, *, model_kind: str, config: dic
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{name}.safetensors"
     state = {k: (v.to(dtype) if v.is_floating_point() else v).detach().cpu().contiguous()
-             for k, v in model.state_dict().items()}
+             for k, v in (model if isinstance(model, dict) else model.state_dict()).items()}
     save_file(state, str(path), metadata={"name": name, "model": model_kind})
     size = path.stat().st_size
     if size > MAX_BYTES:

@@ -123,6 +123,20 @@ def train_dreambooth(pipe, data: tuple[Tensor, Tensor, Tensor, Tensor], prior_we
     return train(pipe.unet, loss_fn, data, steps=steps, batch_size=batch_size, lr=lr, seed=seed, progress=progress)
 
 
+def subject_and_prior(pipe, n_subject: int = 5, n_prior: int = 64) -> tuple[Tensor, Tensor]:
+    """The course's DreamBooth inputs, regenerated rather than shipped: ``n_subject`` renders of the held-out shape in
+    ``SUBJECT_COLOUR`` (``subject_captions(n_subject, seed=0)`` rendered with seed 3) and ``n_prior`` images the
+    *base* ``pipe`` draws for ``CLASS_PROMPT`` (20 DDIM steps, unguided, generator seed 1). Both [N, 3, 32, 32] in
+    [-1, 1]. Call it before any LoRA is injected: the prior images must come from the base model."""
+    from .data import render_captions
+    from .text_to_image import generate
+
+    subject = render_captions(subject_captions(n_subject, seed=0), seed=3)
+    prior = generate(pipe, [CLASS_PROMPT] * n_prior, guidance_scale=1.0, num_inference_steps=20,
+                     generator=torch.Generator().manual_seed(1))
+    return subject, prior
+
+
 def mean_pairwise_distance(images: Tensor) -> float:
     """Diversity of a set of images ``[N, 3, S, S]``: the mean Euclidean distance between two different images (in
     pixel units of [-1, 1]); DreamBooth's DIV uses LPIPS instead, which the shapes world does not need."""

@@ -148,7 +148,8 @@ def encode_images(vae, images: Tensor) -> Tensor:
 def score_distillation(pipe, render: Callable[[int], tuple[Tensor, Sequence[str]]], parameters, steps: int,
                        lr: float, guidance_scale: float = 100.0, t_range: tuple[float, float] = T_RANGE,
                        generator: torch.Generator | None = None, space: str = "image",
-                       keep_unet_jacobian: bool = False, callback: Callable[[int, Tensor], None] | None = None, progress: bool = True) -> DistillResult:
+                       keep_unet_jacobian: bool = False, callback: Callable[[int, Tensor], None] | None = None,
+                       progress: bool = True) -> DistillResult:
     """Optimise a renderer's ``parameters`` with SDS under a frozen text-to-image ``pipe`` (Stable Diffusion's parts).
 
     ``render(step)`` returns images [B, 3, H, W] in [-1, 1] (differentiable in ``parameters``; H, W the autoencoder's
@@ -169,7 +170,8 @@ def score_distillation(pipe, render: Callable[[int], tuple[Tensor, Sequence[str]
     if not parameters or not all(p.requires_grad for p in parameters):
         raise ValueError("parameters must be a non-empty list of tensors with requires_grad=True (the renderer's).")
     if space not in ("image", "latent"):
-        raise ValueError(f'space must be "image" (render returns images) or "latent" (it returns latents), got {space!r}.')
+        raise ValueError(f'space must be "image" (render returns images) or "latent" (it returns latents), '
+                         f'got {space!r}.')
     opt = torch.optim.Adam(parameters, lr=lr)
     for module in (pipe.unet, pipe.vae, pipe.text_encoder):
         module.requires_grad_(False)

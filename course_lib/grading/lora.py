@@ -35,8 +35,6 @@ import math
 import time
 from types import MappingProxyType
 
-import torch
-
 from .measured import _measured, quick_mode
 
 # read-only: no notebook raises its own budget
@@ -110,11 +108,9 @@ def dreambooth_quality(settings: dict, *, seed: int = 0) -> dict:
     ``train_s``, ``final_loss`` (mean of the last 20 steps' losses), ``steps`` and ``quick``. Repeated calls with the same settings
     return (a copy of) the cached report.
     """
-    from ..data import render_captions
-    from ..dreambooth import (CLASS_PROMPT, dreambooth_data, evaluate_dreambooth, subject_captions,
-                              train_dreambooth)
+    from ..dreambooth import dreambooth_data, evaluate_dreambooth, subject_and_prior, train_dreambooth
     from ..judge import ShapesJudge
-    from ..text_to_image import generate, held_out_captions, load_pipeline
+    from ..text_to_image import held_out_captions, load_pipeline
 
     def run() -> dict:
         cfg = check_lora_settings(settings)
@@ -125,9 +121,7 @@ def dreambooth_quality(settings: dict, *, seed: int = 0) -> dict:
         pipe = load_pipeline(scheduler="ddim")
         judge = ShapesJudge.from_pretrained()
         ordinary = held_out_captions()[:n_ordinary]
-        subject = render_captions(subject_captions(N_SUBJECT, seed=0), seed=3)
-        prior = generate(pipe, [CLASS_PROMPT] * n_prior, guidance_scale=1.0, num_inference_steps=20,
-                         generator=torch.Generator().manual_seed(1))
+        subject, prior = subject_and_prior(pipe, N_SUBJECT, n_prior)
         data = dreambooth_data(pipe, subject, prior)
         start = time.perf_counter()
         result = train_dreambooth(pipe, data, prior_weight=float(cfg["prior_weight"]), rank=cfg["rank"],
