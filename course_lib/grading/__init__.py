@@ -14,7 +14,9 @@ grader's) is ``exercises/grader`` and exercises/INSTRUCTORS.md, "Grading mechani
   distance) and ``latent_diffusion`` (``prompt_adherence``: no training, the shipped tiny Stable Diffusion's scheduler,
   steps and guidance scale within a budget of U-Net evaluations, graded on the judge's prompt adherence) and ``lora``
   (``dreambooth_quality``: LoRA-DreamBooth on the shipped tiny Stable Diffusion with a student's rank, targets, steps,
-  learning rate and prior weight, trained and judged by ``course_lib``, graded on fidelity and drift).
+  learning rate and prior weight, trained and judged by ``course_lib``, graded on fidelity and drift) and ``sds``
+  (``sds_adherence``: score distillation of the tiny Stable Diffusion's latents with a student's guidance scale, learning
+  rate, steps and t range, run and judged by ``course_lib``, graded on prompt adherence and colour).
 """
 
 from .checks import assert_close, assert_quality, assert_tensor
@@ -26,6 +28,7 @@ from .latent_diffusion import LATENT_DIFFUSION_BUDGET, check_sampling_settings, 
 from .lora import LORA_BUDGET, LORA_TARGETS, check_lora_settings, dreambooth_quality
 from .measured import QUICK_ENV, quick_mode
 from .plugin import GradingGuard
+from .sds import SDS_BUDGET, SDS_PROMPTS, check_sds_settings, sds_adherence
 from .vae import VAE_BUDGET, check_vae_config, vae_digits_elbo
 
 __all__ = ["DDPM_BUDGET", "GradingGuard", "QUICK_ENV", "VAE_BUDGET", "assert_close", "assert_quality",
@@ -34,4 +37,5 @@ __all__ = ["DDPM_BUDGET", "GradingGuard", "QUICK_ENV", "VAE_BUDGET", "assert_clo
            "IDDPM_BUDGET", "check_iddpm_config", "iddpm_digits_bound",
            "GUIDANCE_BUDGET", "check_guidance_settings", "guided_digits_quality",
            "LATENT_DIFFUSION_BUDGET", "check_sampling_settings", "prompt_adherence",
-           "LORA_BUDGET", "LORA_TARGETS", "check_lora_settings", "dreambooth_quality"]
+           "LORA_BUDGET", "LORA_TARGETS", "check_lora_settings", "dreambooth_quality",
+           "SDS_BUDGET", "SDS_PROMPTS", "check_sds_settings", "sds_adherence"]

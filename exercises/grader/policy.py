@@ -22,4 +22,6 @@ REFERENCE_ANSWERS: dict[str, list[str]] = {
     "latent_diffusion": ["course_lib.latent:latent_scaling_factor", "course_lib.cross_attention:cross_attention",
                          "course_lib.cross_attention:cross_attention_of"],
     "lora": ["course_lib.lora:count_lora_parameters", "course_lib.dreambooth:dreambooth_loss_fn"],
+    "sds": ["course_lib.sds:sds_gradient", "course_lib.sds:diffusion_loss_gradient", "course_lib.sds:sds_surrogate",
+            "course_lib.render:compositing_weights", "course_lib.render:view_label", "course_lib.shapes3d:caption3d"],
 }

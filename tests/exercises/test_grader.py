@@ -404,3 +404,28 @@ def test_lora_settings_check_says_what_is_wrong():
             check_lora_settings(settings)
     with pytest.raises(TypeError):
         LORA_BUDGET["max_fraction"] = 1.0  # read-only
+
+
+def test_sds_settings_check_says_what_is_wrong():
+    from course_lib.grading import SDS_BUDGET, check_sds_settings
+
+    good = {"guidance_scale": 1.0, "lr": 0.03, "steps": 300, "t_range": [0.02, 0.98]}
+    assert check_sds_settings(good) == {**good, "t_range": (0.02, 0.98)}
+    assert check_sds_settings({**good, "guidance_scale": 100, "steps": 400, "t_range": (0.2, 0.5)})["steps"] == 400
+    for settings, match in [({**good, "steps": 401}, r"\[1, 400\]"), ({**good, "steps": 300.0}, "steps must be an int"),
+                            ({**good, "steps": True}, "steps must be an int"),
+                            ({**good, "guidance_scale": 0.5}, r"guidance_scale must be in \[1, 100\]"),
+                            ({**good, "guidance_scale": 150.0}, r"guidance_scale must be in \[1, 100\]"),
+                            ({**good, "guidance_scale": float("nan")}, "must be a number"),
+                            ({**good, "lr": 0.0}, r"lr must be in \(0, 1\]"), ({**good, "lr": "0.1"}, "number"),
+                            ({**good, "t_range": [0.5, 0.2]}, "0 < t_min < t_max < 1"),
+                            ({**good, "t_range": [0.0, 0.98]}, "0 < t_min < t_max < 1"),
+                            ({**good, "t_range": 0.5}, r"list \[t_min, t_max\]"),
+                            ({**good, "t_range": [0.1, 0.5, 0.9]}, r"list \[t_min, t_max\]"),
+                            ({k: v for k, v in good.items() if k != "lr"}, r"is missing \['lr'\]"),
+                            ({**good, "space": "image"}, r"unknown keys \['space'\]"),
+                            ([1.0, 300], "should be a dict")]:
+        with pytest.raises(AssertionError, match=match):
+            check_sds_settings(settings)
+    with pytest.raises(TypeError):
+        SDS_BUDGET["max_steps"] = 10_000  # read-only

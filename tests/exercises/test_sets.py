@@ -29,7 +29,7 @@ CASES = {name: importlib.import_module(f"set_{name}") for name in SETS}
 # --- layout, syllabus and leaks -------------------------------------------------------------------------
 
 def test_the_sets_exist_and_each_has_its_cases():
-    assert {"ddpm", "vae", "iddpm", "ddim", "guidance", "latent_diffusion", "lora"} <= set(SETS)
+    assert {"ddpm", "vae", "iddpm", "ddim", "guidance", "latent_diffusion", "lora", "sds"} <= set(SETS)
     for name, case in CASES.items():
         assert {"POSSIBLE", "TOPICS", "MEASURED", "PARTIAL", "PARTIAL_QUESTIONS", "check_partial", "WRONG", "CAUGHT"} <= set(vars(case)), name
 
