@@ -12,6 +12,7 @@ dict converts to the format diffusers' ``load_lora_weights`` reads by adding a p
     print(count_parameters(unet))                                     # trainable vs total
     ... train ...                                                     # only A and B receive gradients
     merge_lora(unet)                                                  # W <- W + (alpha / r) B A
+    concat_lora_state_dicts(subject, style)                           # two LoRAs stacked: one of rank r1 + r2
 """
 
 from __future__ import annotations
@@ -287,3 +288,53 @@ def load_lora_state_dict(model: nn.Module, state_dict: dict[str, Tensor], prefix
     with torch.no_grad():
         for key, weight in expected.items():
             weight.copy_(state_dict[key])
+
+
+# --- two LoRAs at once: the naive merge and where the updates overlap ----------------------------------------------
+
+def lora_updates(state_dict: dict[str, Tensor], scaling: float = 1.0) -> dict[str, Tensor]:
+    """The update of every layer of a LoRA state dict (``lora_state_dict``'s format, any prefix): ``{layer:
+    scaling * B A}``, ``[out, in]`` each, keyed by the layer's name with its prefix. ``scaling`` is the layer's
+    alpha / r (1 for the default alpha = r), which the state dict does not hold."""
+    layers = sorted(key[:-len(".lora_A.weight")] for key in state_dict if key.endswith(".lora_A.weight"))
+    if not layers or any(f"{name}.lora_B.weight" not in state_dict for name in layers):
+        raise ValueError("the state dict must hold a <layer>.lora_A.weight and a <layer>.lora_B.weight per layer, as "
+                         f"lora_state_dict(model) returns; got keys like {sorted(state_dict)[:2]}.")
+    return {name: scaling * (state_dict[f"{name}.lora_B.weight"] @ state_dict[f"{name}.lora_A.weight"])
+            for name in layers}
+
+
+def concat_lora_state_dicts(first: dict[str, Tensor], second: dict[str, Tensor],
+                            weights: tuple[float, float] = (1.0, 1.0)) -> dict[str, Tensor]:
+    """Two LoRAs of the same layers as one LoRA of rank r1 + r2: A = [A1; A2] (stacked rows), B = [w1 B1, w2 B2]
+    (side by side), so that B A = w1 B1 A1 + w2 B2 A2 exactly. This is the naive merge W + w1 dW1 + w2 dW2 that
+    stacking adapters computes (ZipLoRA's "direct merge", diffusers' ``set_adapters`` with ``adapter_weights``).
+
+    Load the result with ``inject_lora(model, targets, rank=r1 + r2)`` and ``load_lora_state_dict``. The default
+    alpha = r gives that layer the scaling 1, so both LoRAs must have been trained with scaling 1 too (alpha = r, the
+    default); for another alpha, multiply its weight by alpha / r.
+    """
+    if set(first) != set(second):
+        raise ValueError(f"the two LoRAs adapt different layers ({len(set(first) ^ set(second))} keys differ, e.g. "
+                         f"{sorted(set(first) ^ set(second))[:2]}); inject both with the same targets and prefix.")
+    w1, w2 = weights
+    out = {}
+    for key in first:
+        if key.endswith(".lora_A.weight"):
+            out[key] = torch.cat([first[key], second[key]], dim=0)
+        elif key.endswith(".lora_B.weight"):
+            out[key] = torch.cat([w1 * first[key], w2 * second[key]], dim=1)
+        else:
+            raise ValueError(f"unexpected key {key!r}: a LoRA state dict holds only <layer>.lora_A/B.weight.")
+    return out
+
+
+def column_cosine(first: Tensor, second: Tensor) -> Tensor:
+    """The cosine between column j of two updates of one layer, ``[out, in]`` each -> ``[in]`` in [-1, 1].
+
+    Column j is what input feature j adds to the output. ZipLoRA (Shah et al. 2023) observes that the
+    naive merge of two LoRAs suffers where these columns are aligned (cosine far from 0). A zero column gives 0."""
+    if first.ndim != 2 or first.shape != second.shape:
+        raise ValueError(f"expected two updates [out, in] of the same layer, got shapes {tuple(first.shape)} and "
+                         f"{tuple(second.shape)}; use lora_updates(state_dict) of two LoRAs with the same targets.")
+    return torch.nn.functional.cosine_similarity(first.double(), second.double(), dim=0, eps=1e-30).float()

@@ -248,3 +248,60 @@ def test_fine_tune_trains_only_the_lora_layers():
     assert all(torch.equal(after[k], before[k]) for k in before)
     with pytest.raises(ValueError, match="one caption per image"):
         caption_pairs(pipe, render_captions(captions), captions[:3])
+
+
+def _trained_like(rank, seed, targets=L.ATTENTION_TARGETS):
+    """A LoRA state dict of the given rank with random A and B (a stand-in for a trained one)."""
+    unet = _unet()
+    torch.manual_seed(seed)
+    L.inject_lora(unet, targets=targets, rank=rank)
+    _randomise_b(unet, seed=seed)
+    return L.lora_state_dict(unet)
+
+
+def test_concatenated_loras_equal_both_adapters_active():
+    first, second = _trained_like(2, seed=5), _trained_like(3, seed=6)
+    inputs = _inputs()
+    both = _unet()  # dW1 folded into W, dW2 active as an adapter: W + dW1 + dW2
+    L.inject_lora(both, rank=2)
+    L.load_lora_state_dict(both, first)
+    L.remove_lora(both, merge=True)
+    L.inject_lora(both, rank=3)
+    L.load_lora_state_dict(both, second)
+    merged = _unet()
+    L.inject_lora(merged, rank=5)
+    L.load_lora_state_dict(merged, L.concat_lora_state_dicts(first, second))
+    torch.testing.assert_close(_run(merged, inputs), _run(both, inputs), rtol=0, atol=1e-5)
+    updates = [L.lora_updates(sd) for sd in (first, second)]
+    for name, layer in L.lora_layers(merged).items():  # the layer's update is the sum of the two
+        torch.testing.assert_close(layer.delta_weight(), updates[0][name] + updates[1][name], rtol=0, atol=1e-6)
+    L.set_lora_scale(merged, 0.5)  # both at weight 0.5 = the concatenation at inference scale 0.5
+    half = _unet()
+    L.inject_lora(half, rank=5)
+    L.load_lora_state_dict(half, L.concat_lora_state_dicts(first, second, weights=(0.5, 0.5)))
+    torch.testing.assert_close(_run(half, inputs), _run(merged, inputs), rtol=0, atol=1e-5)
+    with pytest.raises(ValueError, match="adapt different layers"):
+        L.concat_lora_state_dicts(first, _trained_like(2, seed=7, targets=("to_q",)))
+
+
+def test_lora_updates_and_column_cosine_identities():
+    unet = _unet()
+    L.inject_lora(unet, rank=3, alpha=6.0)
+    _randomise_b(unet)
+    updates = L.lora_updates(L.lora_state_dict(unet, prefix="unet"), scaling=6.0 / 3)
+    for name, layer in L.lora_layers(unet).items():
+        torch.testing.assert_close(updates[f"unet.{name}"], layer.delta_weight(), rtol=0, atol=1e-7)
+    g = torch.Generator().manual_seed(0)
+    delta = torch.randn(16, 9, generator=g)
+    torch.testing.assert_close(L.column_cosine(delta, 2 * delta), torch.ones(9))
+    torch.testing.assert_close(L.column_cosine(delta, -delta), -torch.ones(9))
+    other = torch.randn(16, 9, generator=g)
+    other -= delta * (delta * other).sum(0) / delta.square().sum(0)  # each column made orthogonal to delta's
+    assert L.column_cosine(delta, other).abs().max() < 1e-6
+    zero = delta.clone()
+    zero[:, 0] = 0
+    assert L.column_cosine(zero, other)[0] == 0
+    with pytest.raises(ValueError, match="two updates"):
+        L.column_cosine(delta, delta.T)
+    with pytest.raises(ValueError, match="lora_A.weight"):
+        L.lora_updates({"x.weight": delta})
