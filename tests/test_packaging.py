@@ -24,6 +24,10 @@ def _library_files() -> set[str]:
     files = {p.relative_to(ROOT).as_posix() for p in (ROOT / "course_lib").rglob("*.py") if "__pycache__" not in p.parts}
     manifest = json.loads((ROOT / "course_lib" / "checkpoints" / "manifest.json").read_text())
     files |= {f"course_lib/checkpoints/{entry['file']}" for entry in manifest.values()}
+    for pipeline in (ROOT / "course_lib" / "checkpoints").iterdir():  # saved pipelines: every file their manifest lists
+        if (pipeline / "manifest.json").is_file():
+            listed = json.loads((pipeline / "manifest.json").read_text())["files"]
+            files |= {f"course_lib/checkpoints/{pipeline.name}/{name}" for name in [*listed, "manifest.json"]}
     return files | {"course_lib/checkpoints/manifest.json"}
 
 
