@@ -88,11 +88,12 @@ def psnr(images: Tensor, reference: Tensor) -> Tensor:
     return 10 * torch.log10(4.0 / mse.clamp_min(1e-12))
 
 
-def load_autoencoder(name: str = "shapes_autoencoder"):
-    """The shipped tiny ``AutoencoderKL`` (SHA-256 checked), with its measured ``scaling_factor``, in eval mode."""
-    from .checkpoints import load_verified
+def load_autoencoder(name: str = "shapes_autoencoder", directory=None):
+    """The shipped tiny ``AutoencoderKL`` (SHA-256 checked), with its measured ``scaling_factor``, in eval mode; from
+    ``directory`` instead of the package's checkpoints when given (a recipe's own output folder)."""
+    from .checkpoints import CHECKPOINT_DIR, load_verified
 
-    state, entry = load_verified(name, expected_model="autoencoder_kl")
+    state, entry = load_verified(name, expected_model="autoencoder_kl", directory=directory or CHECKPOINT_DIR)
     vae = tiny_autoencoder(**{k: tuple(v) if isinstance(v, list) else v for k, v in entry["config"].items()})
     vae.load_state_dict(state)
     return vae.eval()

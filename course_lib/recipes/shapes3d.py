@@ -94,17 +94,6 @@ def _state_saver(path: Path, model, ema, steps: int, done: int, clock, recent: l
     return callback
 
 
-def _autoencoder(name: str, directory: Path):
-    """A saved tiny ``AutoencoderKL`` (``latent.load_autoencoder``, from any checkpoint directory)."""
-    from ..checkpoints import load_verified
-    from ..latent import tiny_autoencoder
-
-    state, entry = load_verified(name, expected_model="autoencoder_kl", directory=directory)
-    vae = tiny_autoencoder(**{k: tuple(v) if isinstance(v, list) else v for k, v in entry["config"].items()})
-    vae.load_state_dict(state)
-    return vae.eval()
-
-
 def _real_and_shuffled(judge, images, captions) -> dict:
     """The 3-D judge's adherence of real renders to their own captions (near 1) and to shuffled ones (chance)."""
     from ..judge3d import adherence3d
@@ -182,14 +171,14 @@ def shapes3d_autoencoder(steps: int = 800, seed: int = 0, batch_size: int = 64, 
     """
     from ..judge3d import adherence3d, load_judge3d
     from ..latent import (KL_WEIGHT, TINY_AUTOENCODER, autoencoder_loss_fn, decode, encode, latent_scaling_factor,
-                          psnr, tiny_autoencoder)
+                          load_autoencoder, psnr, tiny_autoencoder)
     from ..render import VIEWS
     from ..trainer import process_generator, train
 
     start = time.perf_counter()
     torch.manual_seed(seed)
     judge = load_judge3d(directory=out_dir)  # before training: fail at once if the judge is missing
-    vae, ema = _autoencoder("shapes_autoencoder", CHECKPOINT_DIR), tiny_autoencoder()
+    vae, ema = load_autoencoder("shapes_autoencoder"), tiny_autoencoder()
     state_path = Path(snapshot_dir) / "shapes3d_autoencoder_state.safetensors"
     done, done_time, recent = _resume_state(state_path, resume, vae, ema)
     data = shapes3d_data(train_images, seed + 20, snapshot_dir)
@@ -211,7 +200,7 @@ def shapes3d_autoencoder(steps: int = 800, seed: int = 0, batch_size: int = 64, 
     latents = encode(ae, test.images)
     recon = decode(ae, latents)
     quality = psnr(recon, test.images)
-    ae2d = _autoencoder("shapes_autoencoder", CHECKPOINT_DIR)  # the starting point, as shipped
+    ae2d = load_autoencoder("shapes_autoencoder")  # the starting point, as shipped
     metrics = {"scaling_factor": factor, "scaled_latent_std": latents.std().item(), "psnr_db": quality.mean().item(),
                "psnr_db_by_view": {v: quality[test.view == i].mean().item() for i, v in enumerate(VIEWS)
                                    if (test.view == i).any()},
@@ -268,7 +257,7 @@ def tiny_sd3d(steps: int = 3000, seed: int = 0, batch_size: int = 128, p_uncond:
     from ..clip import load_clip
     from ..data import COLOURS
     from ..judge3d import load_judge3d
-    from ..latent import encode
+    from ..latent import encode, load_autoencoder
     from ..render import VIEWS
     from ..shapes3d import SHAPES3D, caption3d
     from ..text import load_tokenizer
@@ -279,7 +268,7 @@ def tiny_sd3d(steps: int = 3000, seed: int = 0, batch_size: int = 128, p_uncond:
     start = time.perf_counter()
     torch.manual_seed(seed)
     checkpoints = Path(out_dir or CHECKPOINT_DIR)
-    judge, vae = load_judge3d(directory=checkpoints), _autoencoder(autoencoder, checkpoints)
+    judge, vae = load_judge3d(directory=checkpoints), load_autoencoder(autoencoder, checkpoints)
     unet, ema = tiny_unet(), tiny_unet()
     state_path = Path(snapshot_dir) / "tiny_sd3d_state.safetensors"
     done, done_time, recent = _resume_state(state_path, resume, unet, ema)
