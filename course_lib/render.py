@@ -91,6 +91,28 @@ def density_blob(resolution: int = 32, lam: float = 10.0, c: float = 0.5) -> Ten
     return (lam * (1.0 - grid_points(resolution).norm(dim=-1) / c)).clamp(min=0.0)
 
 
+class VoxelField(torch.nn.Module):
+    """An optimisable radiance field: ``field()`` is ``[4, R, R, R]`` for ``render_views``, differentiable.
+
+    The raw parameters are unconstrained; density = softplus(raw) >= 0 (DreamFusion's and Magic3D's choice) and
+    colour = tanh(raw) in [-1, 1], so no Adam step can leave the valid range. The density starts as Magic3D's blob
+    (``density_blob(resolution, lam, c)``), the colour as grey (raw 0).
+    """
+
+    def __init__(self, resolution: int = 32, lam: float = 10.0, c: float = 0.5):
+        super().__init__()
+        density = density_blob(resolution, lam, c).clamp(min=1e-4)  # softplus^-1 needs a positive density
+        self.density_raw = torch.nn.Parameter(density + torch.log(-torch.expm1(-density)))  # softplus^-1
+        self.colour_raw = torch.nn.Parameter(torch.zeros(3, resolution, resolution, resolution))
+
+    @property
+    def resolution(self) -> int:
+        return self.density_raw.shape[0]
+
+    def forward(self) -> Tensor:
+        return torch.cat([F.softplus(self.density_raw)[None], torch.tanh(self.colour_raw)])
+
+
 def sample_field(field: Tensor, points: Tensor) -> tuple[Tensor, Tensor]:
     """Trilinear lookup of a field at points: (sigma ``[...]``, rgb ``[..., 3]``) for points ``[..., 3]`` (x, y, z).
 
@@ -273,3 +295,11 @@ def view_label(azimuth_deg: float, elevation_deg: float) -> str:
     if elevation_deg > 60.0:
         return "overhead"
     return "front" if abs(az) < 45.0 else "side" if abs(az) < 135.0 else "back"
+
+
+def view_prompt(prompt: str, azimuth_deg: float, elevation_deg: float) -> str:
+    """DreamFusion's view-dependent prompt (Sec. 3.2): the camera's ``view_label`` appended, "a red cube, side view"
+    for ``prompt="a red cube"`` (the captions the 3-D shapes world's prior was trained on, ``shapes3d.caption3d``)."""
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise ValueError(f"prompt must be a non-empty string such as 'a red cube', got {prompt!r}.")
+    return f"{prompt.strip()}, {view_label(azimuth_deg, elevation_deg)} view"

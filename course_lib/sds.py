@@ -70,6 +70,23 @@ def sample_timesteps(n: int, num_train_timesteps: int, t_range: tuple[float, flo
     return torch.randint(first, last + 1, (n,), generator=generator)
 
 
+def _noised(z: Tensor, alphas_cumprod: Tensor, t: Tensor | None, noise: Tensor | None,
+            t_range: tuple[float, float], generator: torch.Generator | None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """z_t = sqrt(ab_t) z + sqrt(1 - ab_t) eps (Ho et al. Eq. 4) with t and eps drawn when None (t first, then eps):
+    returns (z_t, t, eps, ab_t shaped to broadcast against z)."""
+    if alphas_cumprod.ndim != 1:
+        raise ValueError(f"alphas_cumprod must be the schedule's ab_t, shape [T], got {tuple(alphas_cumprod.shape)}.")
+    if t is None:
+        t = sample_timesteps(len(z), len(alphas_cumprod), t_range, generator)
+    if noise is None:
+        noise = torch.randn(z.shape, generator=generator).to(z)
+    if noise.shape != z.shape or t.shape != (len(z),):
+        raise ValueError(f"noise must be like z {tuple(z.shape)} and t of shape [{len(z)}]; got noise "
+                         f"{tuple(noise.shape)}, t {tuple(t.shape)}.")
+    ab = alphas_cumprod.to(z)[t.to(alphas_cumprod.device)].view(-1, *([1] * (z.ndim - 1)))
+    return ab.sqrt() * z + (1 - ab).sqrt() * noise, t.to(z.device), noise, ab
+
+
 @torch.no_grad()
 def sds_gradient(eps_model: EpsModel, z: Tensor, alphas_cumprod: Tensor, t: Tensor | None = None,
                  noise: Tensor | None = None, t_range: tuple[float, float] = T_RANGE,
@@ -83,19 +100,8 @@ def sds_gradient(eps_model: EpsModel, z: Tensor, alphas_cumprod: Tensor, t: Tens
         alphas_cumprod: ab_t [T] of the model's schedule (``pipe.scheduler.alphas_cumprod``).
         t, noise: the timesteps [B] and noise (like z); drawn from ``generator`` (t in ``t_range``) when None.
     """
-    if alphas_cumprod.ndim != 1:
-        raise ValueError(f"alphas_cumprod must be the schedule's ab_t, shape [T], got {tuple(alphas_cumprod.shape)}.")
-    z = z.detach()
-    if t is None:
-        t = sample_timesteps(len(z), len(alphas_cumprod), t_range, generator)
-    if noise is None:
-        noise = torch.randn(z.shape, generator=generator).to(z)
-    if noise.shape != z.shape or t.shape != (len(z),):
-        raise ValueError(f"noise must be like z {tuple(z.shape)} and t of shape [{len(z)}]; got noise "
-                         f"{tuple(noise.shape)}, t {tuple(t.shape)}.")
-    ab = alphas_cumprod.to(z)[t.to(alphas_cumprod.device)].view(-1, *([1] * (z.ndim - 1)))
-    z_t = ab.sqrt() * z + (1 - ab).sqrt() * noise  # q(z_t | z), Ho et al. Eq. 4
-    return weighting(ab) * (eps_model(z_t, t.to(z.device)) - noise)
+    z_t, t, noise, ab = _noised(z.detach(), alphas_cumprod, t, noise, t_range, generator)
+    return weighting(ab) * (eps_model(z_t, t) - noise)
 
 
 def diffusion_loss_gradient(eps_model: EpsModel, z: Tensor, alphas_cumprod: Tensor, t: Tensor | None = None,
@@ -107,15 +113,10 @@ def diffusion_loss_gradient(eps_model: EpsModel, z: Tensor, alphas_cumprod: Tens
     By the chain rule it is w(t) (eps_hat - eps) (d eps_hat / d z_t) sqrt(ab_t): ``sds_gradient`` replaces the
     Jacobian d eps_hat / d z_t (and the sqrt(ab_t)) by the identity, which spares the backward pass through the U-Net.
     The same t and noise (or the same ``generator`` state) give the same z_t as ``sds_gradient``."""
-    if t is None:
-        t = sample_timesteps(len(z), len(alphas_cumprod), t_range, generator)
-    if noise is None:
-        noise = torch.randn(z.shape, generator=generator).to(z)
     with torch.enable_grad():
         z = z.detach().requires_grad_(True)
-        ab = alphas_cumprod.to(z)[t.to(alphas_cumprod.device)].view(-1, *([1] * (z.ndim - 1)))
-        z_t = ab.sqrt() * z + (1 - ab).sqrt() * noise
-        loss = 0.5 * (weighting(ab) * (eps_model(z_t, t.to(z.device)) - noise).pow(2)).sum()
+        z_t, t, noise, ab = _noised(z, alphas_cumprod, t, noise, t_range, generator)
+        loss = 0.5 * (weighting(ab) * (eps_model(z_t, t) - noise).pow(2)).sum()
         return torch.autograd.grad(loss, z)[0]
 
 
@@ -205,3 +206,75 @@ def score_distillation(pipe, render: Callable[[int], tuple[Tensor, Sequence[str]
             result.images = pipe.vae.decode(result.images / pipe.vae.config.scaling_factor).sample.clamp(-1, 1)
     result.wall_time_s = time.perf_counter() - start
     return result
+
+
+# --- variational score distillation ----------------------------------------------------------------------------------
+# Wang et al. 2023 (ProlificDreamer). SDS moves one render to a mode; VSD moves N renders ("particles") so that
+# their distribution matches the model's. Its gradient swaps SDS's sampled noise eps for eps_phi(z_t, t), the noise
+# predictor of the particles' own noised distribution (a LoRA trained on the particles' renders in the paper):
+#     grad_theta L_VSD = E_{t, eps}[ w(t) (eps_pretrained(z_t; y, t) - eps_phi(z_t; y, t)) dz/dtheta ].
+# With one particle eps_phi(z_t) = eps exactly and VSD is SDS; when the particles are distributed as the model's
+# data, eps_phi = eps_pretrained for every z_t and the gradient is zero.
+
+@torch.no_grad()
+def vsd_gradient(eps_pretrained: EpsModel, eps_particles: EpsModel, z: Tensor, alphas_cumprod: Tensor,
+                 t: Tensor | None = None, noise: Tensor | None = None, t_range: tuple[float, float] = T_RANGE,
+                 generator: torch.Generator | None = None,
+                 weighting: Callable[[Tensor], Tensor] = sds_weight) -> Tensor:
+    """The VSD gradient with respect to the particles' latents, w(t) (eps_pretrained(z_t, t) - eps_phi(z_t, t)), like z.
+
+    ProlificDreamer's update rule (Wang et al. 2023) without dz/dtheta. The same t and noise (or the same
+    ``generator`` state) give the same z_t as ``sds_gradient``; only the subtracted term differs (eps there).
+
+    Args:
+        eps_pretrained: the frozen model, eps(z_t [B, ...], t int64 [B]) -> like z_t, guidance included.
+        eps_particles: eps_phi, a noise predictor of the particles' own noised distribution, same signature
+            (``particles_eps`` gives the exact one for a finite set of particles).
+        z: the particles' latents [B, ...] (detached here).
+        alphas_cumprod: ab_t [T] of the model's schedule.
+        t, noise: the timesteps [B] and noise (like z); drawn from ``generator`` (t in ``t_range``) when None.
+    """
+    if not callable(eps_pretrained) or not callable(eps_particles):
+        raise ValueError("eps_pretrained and eps_particles must both be eps-models, callables (z_t, t) -> eps.")
+    z_t, t, noise, ab = _noised(z.detach(), alphas_cumprod, t, noise, t_range, generator)
+    eps_p, eps_phi = eps_pretrained(z_t, t), eps_particles(z_t, t)
+    if eps_p.shape != z.shape or eps_phi.shape != z.shape:
+        raise ValueError(f"both eps-models must return eps like z {tuple(z.shape)}; got {tuple(eps_p.shape)} "
+                         f"(pretrained) and {tuple(eps_phi.shape)} (particles).")
+    return weighting(ab) * (eps_p - eps_phi)
+
+
+def particles_eps(particles: Tensor, alphas_cumprod: Tensor) -> EpsModel:
+    """The exact noise predictor of N particles' noised distribution: the eps_phi that VSD's LoRA learns, with no error.
+
+    Noising the equal-weight empirical distribution of particles x_1 ... x_N gives the mixture
+    q_t(z_t) = 1/N sum_j N(z_t; sqrt(ab_t) x_j, (1 - ab_t) I), whose ideal predictor (Tweedie) is
+        eps_phi(z_t, t) = (z_t - sqrt(ab_t) sum_j p(j | z_t) x_j) / sqrt(1 - ab_t),
+    p(j | z_t) a softmax of -||z_t - sqrt(ab_t) x_j||^2 / (2 (1 - ab_t)). Computed in float64; the memory is
+    B x N x (numel of one particle), for small problems (2-D points, a few latents).
+
+    Args:
+        particles: [N, ...], N >= 1 (detached: a snapshot of the particles, as a LoRA fitted to them is).
+        alphas_cumprod: ab_t [T], each ab_t < 1.
+    Returns:
+        eps_phi(z_t [B, ...] like one particle, t int64 [B]) -> like z_t.
+    """
+    if particles.ndim < 2 or len(particles) < 1:
+        raise ValueError(f"particles must be [N, ...] with N >= 1, got shape {tuple(particles.shape)}.")
+    if alphas_cumprod.ndim != 1 or not bool((alphas_cumprod < 1).all()):
+        raise ValueError("alphas_cumprod must be the schedule's ab_t, shape [T], every value below 1 (noise > 0).")
+    flat = particles.detach().flatten(1).double()  # [N, D]
+    schedule = alphas_cumprod.detach().double()
+
+    def eps(z_t: Tensor, t: Tensor) -> Tensor:
+        if z_t.shape[1:] != particles.shape[1:]:
+            raise ValueError(f"z_t must be [B, {', '.join(map(str, particles.shape[1:]))}] like one particle, got "
+                             f"{tuple(z_t.shape)}.")
+        ab = schedule.to(z_t.device)[t.to(z_t.device)][:, None]  # [B, 1]
+        z = z_t.flatten(1).double()  # [B, D]
+        centres = ab.sqrt()[:, :, None] * flat.to(z_t.device)[None]  # [B, N, D]
+        weights = torch.softmax(-((z[:, None] - centres) ** 2).sum(-1) / (2 * (1 - ab)), dim=1)  # p(j | z_t)
+        x0_hat = weights @ flat.to(z_t.device)  # E[x | z_t]: the particles' posterior mean [B, D]
+        return ((z - ab.sqrt() * x0_hat) / (1 - ab).sqrt()).view_as(z_t).to(z_t.dtype)
+
+    return eps

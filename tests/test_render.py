@@ -154,7 +154,32 @@ def test_density_blob_is_magic3d_init():
     torch.testing.assert_close(blob[radius < 0.5], 10.0 * (1 - radius[radius < 0.5] / 0.5))
 
 
+def test_voxel_field_starts_as_the_blob_in_grey_and_stays_valid_under_any_step():
+    model = render.VoxelField(9)
+    field = model()
+    assert field.shape == (4, 9, 9, 9) and model.resolution == 9
+    torch.testing.assert_close(field[0], render.density_blob(9).clamp(min=1e-4), rtol=1e-5, atol=1e-6)
+    assert (field[1:] == 0).all()
+    images = render.render_views(field, [0.0, 90.0], [10.0, 30.0], size=8)
+    images.square().sum().backward()  # gradients reach both raw tensors through the renderer
+    assert model.density_raw.grad.abs().sum() > 0 and model.colour_raw.grad.abs().sum() > 0
+    with torch.no_grad():  # a huge step in any direction still gives a valid field
+        for p in model.parameters():
+            p.add_(1e4 * torch.randn_like(p))
+    render.check_field(model())
+    assert model()[1:].abs().max() <= 1.0
+
+
+def test_view_prompt_appends_the_view_word_of_the_camera_as_the_captions_do():
+    from course_lib.shapes3d import caption3d
+    for azimuth, elevation in [(0.0, 10.0), (100.0, 0.0), (-170.0, 20.0), (30.0, 70.0)]:
+        view = render.VIEWS.index(render.view_label(azimuth, elevation))
+        assert render.view_prompt(" a red cube ", azimuth, elevation) == caption3d(1, 0, view)
+
+
 @pytest.mark.parametrize("call,match", [
+    (lambda f: render.view_prompt("", 0.0, 0.0), "non-empty string"),
+    (lambda f: render.view_prompt("a red cube", 0.0, 95.0), "elevation"),
     (lambda f: render.render_views(f[:, :, :, :3], [0.0], [0.0]), "cubic"),
     (lambda f: render.render_views(f[:3], [0.0], [0.0]), r"\[4, R, R, R\]"),
     (lambda f: render.render_views(f - 5.0, [0.0], [0.0]), "softplus"),
