@@ -31,6 +31,11 @@ from matplotlib.figure import Figure
 
 from .samplers import SampleStep
 
+# The widest figure the website shows without shrinking its labels: its column is 688 px, and a figure drawn below
+# 70 % of its width has its 10 pt labels (14 px in a 100 dpi PNG) under 10 px (issue 26; tools/site_test.py checks
+# it). 960 px: 9.6 inches at the 100 dpi of the notebooks' figures, with a little room for bbox_inches="tight".
+MAX_FIGURE_PX = 960
+
 
 def _to_numpy(x: Any, name: str = "x") -> np.ndarray:
     if isinstance(x, torch.Tensor) and x.is_floating_point():
@@ -116,7 +121,7 @@ def show_images(x: Any, nrow: int = 8, title: str | None = None, ax: Axes | None
     """Draw images [B, C, H, W] in [-1, 1] as one grid on ``ax`` (a new figure if None); return the Axes."""
     grid = image_grid(x, nrow)
     if ax is None:
-        width = min(0.8 * min(nrow, len(x)), 10.0)  # about 0.8 inch per image
+        width = min(0.8 * min(nrow, len(x)), MAX_FIGURE_PX / 100)  # about 0.8 inch per image, within the column
         _, ax = plt.subplots(figsize=(width, width * grid.shape[0] / grid.shape[1]))
     _imshow(ax, grid)
     if title:
@@ -132,7 +137,7 @@ def trajectory_strip(frames: Sequence, n_samples: int = 6, field: Literal["x", "
         frames: SampleStep or (t, x) pairs with images x [B, C, H, W] in [-1, 1], e.g. from ``keep_frames``.
         n_samples: rows to draw, the first ``n_samples`` of the batch.
         field: "x" (the current sample) or "x0_hat" (the model's estimate of the clean image; SampleStep only).
-        cell: size of one image in inches.
+        cell: size of one image in inches (smaller if the strip would be wider than ``MAX_FIGURE_PX``).
     Returns:
         The figure (n_samples x len(frames) axes).
     """
@@ -140,6 +145,7 @@ def trajectory_strip(frames: Sequence, n_samples: int = 6, field: Literal["x", "
     if any(x.ndim != 4 for _, x in unpacked):
         raise ValueError("trajectory_strip draws images [B, C, H, W]; use animate(kind='points') for 2-D points.")
     n = min(n_samples, min(x.shape[0] for _, x in unpacked))
+    cell = min(cell, MAX_FIGURE_PX / 100 / len(unpacked))
     fig, axes = plt.subplots(n, len(unpacked), figsize=(cell * len(unpacked), cell * n + 0.4), squeeze=False)
     for col, (t, x) in enumerate(unpacked):
         for row in range(n):
@@ -192,7 +198,9 @@ def animate(frames: Sequence, kind: Literal["images", "points"] = "images", *, n
         background: points [M, 2] drawn in grey under every frame (e.g. the real data); points only.
         lim: half-width of the square plot window for points; default: covers 99.5 % of all frames' points.
         interval: milliseconds per frame of the player.
-        size, dpi: inches and resolution of one panel (the player's size grows the page: keep both small).
+        size, dpi: inches and resolution of one panel (the player's size grows the page: keep both small). The
+            static figure has panels of the same pixels (fewer if its row would be wider than ``MAX_FIGURE_PX``),
+            drawn at 100 dpi like the other figures.
         title: format string for each panel's title, given ``t``.
     Returns:
         An ``Animation`` (an ``IPython.display.HTML`` of ``FuncAnimation.to_jshtml()``) whose ``figure``
@@ -212,12 +220,16 @@ def animate(frames: Sequence, kind: Literal["images", "points"] = "images", *, n
     lim = float(lim or 1.0)
 
     keys = _key_indices(len(unpacked), n_stills)
-    still, axes = plt.subplots(1, len(keys), figsize=(size * len(keys), size), dpi=dpi, squeeze=False)
+    # the key frames at the 100 dpi of the other figures, so that their titles are as readable; each panel as many
+    # pixels as the player's frames, fewer if the row would be wider than MAX_FIGURE_PX
+    still_size = min(size * dpi, MAX_FIGURE_PX / len(keys)) / 100
+    still, axes = plt.subplots(1, len(keys), figsize=(still_size * len(keys), still_size + 0.3), dpi=100,
+                              squeeze=False)
     for ax, k in zip(axes[0], keys):
         t, x = unpacked[k]
         _draw_frame(ax, x, kind, nrow, lim, bg)
         ax.set_title(title.format(t=t))
-    still.tight_layout()
+    still.tight_layout(w_pad=0.2)
     plt.close(still)  # shown by Animation._ipython_display_, not by the inline backend a second time
 
     fig, ax = plt.subplots(figsize=(size, size), dpi=dpi)
@@ -311,7 +323,8 @@ def slider(fn: Callable[[Any, Axes], None], values: Sequence, static_values: Seq
         static_values: values drawn side by side in the static figure; default: 4 spread over ``values``.
         label: the slider's caption.
         ncols: panels per row of the static figure (default: all in one row, at most 4).
-        panel_size: inches of one panel (width, height), for both the static figure and the player.
+        panel_size: inches of one panel (width, height), for both the static figure and the player; the static
+            figure's panels shrink (keeping their shape) if a row would be wider than ``MAX_FIGURE_PX`` at 100 dpi.
         max_frames: the most frames the player holds (each is a PNG inside the page: keep the page small).
         dpi: resolution of the player's frames.
     Returns:
@@ -328,7 +341,9 @@ def slider(fn: Callable[[Any, Axes], None], values: Sequence, static_values: Seq
         raise ValueError("static_values is empty; pass at least one value to draw on the static page.")
     ncols = ncols or min(len(static_values), 4)
     nrows = -(-len(static_values) // ncols)
-    figure, axes = plt.subplots(nrows, ncols, figsize=(panel_size[0] * ncols, panel_size[1] * nrows), squeeze=False)
+    shrink = min(1.0, MAX_FIGURE_PX / 100 / (panel_size[0] * ncols))
+    figure, axes = plt.subplots(nrows, ncols, figsize=(shrink * panel_size[0] * ncols, shrink * panel_size[1] * nrows),
+                                squeeze=False)
     for ax in axes.flat[len(static_values):]:
         ax.set_axis_off()
     for ax, value in zip(axes.flat, static_values):
@@ -375,7 +390,7 @@ def plot_tradeoff(table: Any, xlabel: str, reference_fd: float | None = None) ->
     missing = [c for cols, _ in TRADEOFF_PANELS for c in cols if c not in table.columns]
     if missing:
         raise ValueError(f"table lacks the columns {missing}; pass the DataFrame of metrics.guidance_report rows.")
-    fig, axes = plt.subplots(1, 4, figsize=(13, 2.8))
+    fig, axes = plt.subplots(1, 4, figsize=(9.6, 2.8))
     x = np.arange(len(table))
     for ax, (cols, title) in zip(axes, TRADEOFF_PANELS):
         for c in cols:

@@ -5,10 +5,10 @@
 
 The site is served from localhost and every request elsewhere is refused, as on a laptop without internet.
 Per page: no console errors or failed requests; MathJax ran and left no raw TeX; every ``<img>`` loaded; every
-internal link and ``#anchor`` resolves; no display equation is wider than its column; every animation player and
-slider is there and steps; a notebook page's
-Colab button opens that page's own notebook in the repository of ``_config.yml``; exercise pages hold no solution
-or hidden test. Site-wide: the search page finds "ELBO". Screenshots of a few pages go to ``_build/screenshots/``.
+internal link and ``#anchor`` resolves; no display equation is wider than its column; no figure is drawn below 70 %
+of its natural width; every animation player and slider is there and steps; a notebook page's Colab button opens
+that page's own notebook in the repository of ``_config.yml``; exercise pages hold no solution or hidden test.
+Site-wide: the search page finds "ELBO". Screenshots of a few pages go to ``_build/screenshots/``.
 
 Chromium comes from Debian (``apt-get install chromium``; ``make site-test`` installs it when missing), driven by
 Playwright's Python API with ``executable_path``: Playwright's own browser download is not needed.
@@ -74,6 +74,19 @@ _WIDE_MATH = """() => [...document.querySelectorAll('mjx-container[display="true
           room: Math.round(c.getBoundingClientRect().width),
           tex: (c.querySelector('mjx-assistive-mml math') || c).textContent.replace(/\\s+/g, ' ').slice(0, 50)};
 }).filter(d => d.width > d.room + 2)"""
+
+
+# Figures drawn below 70 % of their natural width (issue 26): the column (about 688 px) squeezes a wide matplotlib
+# output and its 10 pt labels (about 14 px in a 100 dpi PNG, the course's figures) fall under 10 px. Widths are CSS
+# px: Chromium draws a PNG at one CSS px per pixel whatever dpi it records, and the labels' size on screen does
+# not depend on devicePixelRatio. A retina output (2x pixels, `width` attribute = half) counts at its `width`.
+# Skipped: images under 100 px wide (icons, badges such as the Colab button) and images not drawn (a collapsed cell).
+MIN_FIGURE_SCALE = 0.7
+_SQUEEZED_FIGURES = """(scale) => [...(document.querySelector('article') || document.body).querySelectorAll('img')]
+  .map((i, n) => ({n: n + 1, drawn: Math.round(i.getBoundingClientRect().width),
+  src: i.src.startsWith('data:') ? i.src.slice(0, 22) : i.src.split('/').pop().replace(/^(\\w{12})\\w{20,}/, '$1…'),
+  natural: Number(i.getAttribute('width')) || i.naturalWidth}))
+  .filter(f => f.natural >= 100 && f.drawn > 0 && f.drawn < scale * f.natural)"""
 
 
 def _serve(root: Path) -> tuple[http.server.ThreadingHTTPServer, str]:
@@ -185,6 +198,11 @@ def check_site(root: Path, *, secrets: dict[str, set[str]] | None = None, screen
                     page.close()
                     continue
                 problems += [f"{rel}: broken link {b}" for b in broken_links(root, path, hrefs, base, ids)]
+                for fig in page.evaluate(_SQUEEZED_FIGURES, MIN_FIGURE_SCALE):
+                    problems.append(f"{rel}: image {fig['n']} is drawn {fig['drawn']} px wide, "
+                                    f"{fig['drawn'] / fig['natural']:.0%} of its {fig['natural']} px (under "
+                                    f"{MIN_FIGURE_SCALE:.0%}: its labels are too small to read; make it at most "
+                                    f"{fig['drawn'] / MIN_FIGURE_SCALE:.0f} px wide): {fig['src']}")
                 players = page.evaluate(_STEP_PLAYERS)
                 problems += [f"{rel}: a {p['kind']} player does not step" for p in players if not p["ok"]]
                 source = str(Path(rel).with_suffix(""))
@@ -231,6 +249,7 @@ def _check_search(context, base: str, term: str) -> list[str]:
 
 # --- self-test: each check must fire on a page built to fail it ------------------------------------------
 
+_SVG = "data:image/svg+xml,%3Csvg xmlns='http://www.w3.org/2000/svg' width='"  # + "W' height='H'/%3E": a W px image
 _BROKEN_PAGE = """<!DOCTYPE html><html><head><meta charset="utf-8"><title>broken</title>
 <script>console.error("deliberate console error");</script></head><body><article>
 <p>Raw maths: \\(\\mathbf{x}_t\\)</p>
@@ -240,7 +259,16 @@ _BROKEN_PAGE = """<!DOCTYPE html><html><head><meta charset="utf-8"><title>broken
 <div class="animation"><img src="data:image/png;base64,iVBORw0KGgo="><button title="Next frame"></button></div>
 <div style="width: 300px"><mjx-container display="true" style="display: block"><mjx-math
 style="display: inline-block; width: 900px">a very long display</mjx-math></mjx-container></div>
-</article></body></html>"""
+<div style="width: 688px"><img style="max-width: 100%" src="{svg}2000' height='300'/%3E"></div>
+</article></body></html>""".replace("{svg}", _SVG)
+# A page no check may flag: figures drawn at 76 % and 100 % of their width, a retina figure (1200 pixels shown
+# at its width="600"), a badge under 100 px drawn smaller still.
+_GOOD_PAGE = """<!DOCTYPE html><html><head><meta charset="utf-8"><title>good</title></head><body><article>
+<div style="width: 688px"><img style="max-width: 100%" src="{svg}900' height='300'/%3E">
+<img style="max-width: 100%" src="{svg}600' height='300'/%3E">
+<img width="600" style="max-width: 100%" src="{svg}1200' height='600'/%3E">
+<img style="width: 20px" src="{svg}88' height='20'/%3E"></div>
+</article></body></html>""".replace("{svg}", _SVG)
 
 
 def self_test() -> list[str]:
@@ -248,13 +276,17 @@ def self_test() -> list[str]:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         (root / "broken.html").write_text(_BROKEN_PAGE)
-        found = "\n".join(check_site(root, search_term=None))
+        (root / "good.html").write_text(_GOOD_PAGE)
+        problems = check_site(root, search_term=None)
+    found = "\n".join(problems)
     expected = {"console error": "deliberate console error", "raw TeX": "raw TeX", "missing image": "missing.png",
                 "broken link": "nowhere.html", "broken anchor": "no-such-anchor",
                 "request leaving localhost": "request failed: https://cdn.example.org",
                 "player that does not step": "player does not step",
-                "equation wider than the column": "a display equation is 900 px wide in a 300 px column"}
-    return [f"the {what} check did not fire" for what, needle in expected.items() if needle not in found]
+                "equation wider than the column": "a display equation is 900 px wide in a 300 px column",
+                "squeezed figure": "is drawn 688 px wide, 34% of its 2000 px"}
+    return [f"the {what} check did not fire" for what, needle in expected.items() if needle not in found] + \
+           [f"a check fired on the good page: {p}" for p in problems if p.startswith("good.html")]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -267,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
     if missed:
         print("site test self-test FAILED:\n  " + "\n  ".join(missed))
         return 1
-    print("site test self-test: every check fires on a broken page")
+    print("site test self-test: every check fires on a broken page and none on a good one")
     if args.self_test:
         return 0
     root = Path(args.site).resolve()
