@@ -6,7 +6,7 @@
 The site is served from localhost and every request elsewhere is refused, as on a laptop without internet.
 Per page: no console errors or failed requests; MathJax ran and left no raw TeX; every ``<img>`` loaded; every
 internal link and ``#anchor`` resolves; no display equation is wider than its column; no figure is drawn below 70 %
-of its natural width; every animation player and slider is there and steps; a notebook page's Colab button opens
+of its natural width; no cell output shows a stray repr (``<Axes ...>``, ``object at 0x...``) or a frozen progress bar; every animation player and slider is there and steps; a notebook page's Colab button opens
 that page's own notebook in the repository of ``_config.yml``; exercise pages hold no solution or hidden test.
 Site-wide: the search page finds "ELBO". Screenshots of a few pages go to ``_build/screenshots/``.
 
@@ -87,6 +87,16 @@ _SQUEEZED_FIGURES = """(scale) => [...(document.querySelector('article') || docu
   src: i.src.startsWith('data:') ? i.src.slice(0, 22) : i.src.split('/').pop().replace(/^(\\w{12})\\w{20,}/, '$1…'),
   natural: Number(i.getAttribute('width')) || i.naturalWidth}))
   .filter(f => f.natural >= 100 && f.drawn > 0 && f.drawn < scale * f.natural)"""
+
+
+# Output junk (issue 26, item 5): what a cell printed by accident, not for the reader. Matplotlib return values
+# ("<Axes: ...>", "[<matplotlib.lines.Line2D ...>]", "<Figure size 640x480 with 1 Axes>"), default object reprs
+# ("<... object at 0x7f...>") and a torch module's repr (lines "(name): Conv2d(..."); progress bars frozen in a
+# page ("SDS:  40%|####  | 200/500 [...]"). Only text outputs of cells are searched, not the prose or the code.
+OUTPUT_JUNK = re.compile(r"<(?:Axes|Figure|matplotlib\.[\w.]+)\b[^>\n]*>|<Figure size \d+x\d+|\bobject at 0x[0-9a-f]{6,}"
+                         r"|^\s*\(\w+\): [A-Z]\w*\(|\d+%\|[^|\n]*\|\s*\d+/\d+ \[", re.M)
+_OUTPUT_TEXT = """() => [...document.querySelectorAll('.cell_output .output pre, .cell_output pre')]
+  .map(e => e.innerText).join('\\n')"""
 
 
 def _serve(root: Path) -> tuple[http.server.ThreadingHTTPServer, str]:
@@ -187,6 +197,12 @@ def check_site(root: Path, *, secrets: dict[str, set[str]] | None = None, screen
                 text = page.evaluate(_VISIBLE_TEXT)
                 for m in list(RAW_TEX.finditer(text))[:3]:
                     problems.append(f"{rel}: raw TeX left after MathJax ran: ...{text[max(m.start() - 40, 0):m.end() + 40]!r}")
+                outputs = page.evaluate(_OUTPUT_TEXT)
+                for m in list(OUTPUT_JUNK.finditer(outputs))[:3]:
+                    end = outputs.find("\n", m.end())
+                    line = outputs[outputs.rfind("\n", 0, m.start()) + 1:end if end >= 0 else None]
+                    problems.append(f"{rel}: output junk (end the cell with `;` or plt.show(), or print what the "
+                                    f"reader needs): {line.strip()[:100]!r}")
                 for wide in page.evaluate(_WIDE_MATH):
                     problems.append(f"{rel}: a display equation is {wide['width']} px wide in a {wide['room']} px "
                                     f"column (break it with aligned): {wide['tex']!r}")
@@ -260,6 +276,8 @@ _BROKEN_PAGE = """<!DOCTYPE html><html><head><meta charset="utf-8"><title>broken
 <div style="width: 300px"><mjx-container display="true" style="display: block"><mjx-math
 style="display: inline-block; width: 900px">a very long display</mjx-math></mjx-container></div>
 <div style="width: 688px"><img style="max-width: 100%" src="{svg}2000' height='300'/%3E"></div>
+<div class="cell_output"><pre>&lt;Axes: title={'center': 'noise'}&gt;</pre></div>
+<div class="cell_output"><pre>SDS:  40%|####      | 200/500 [00:10&lt;00:15, 20.0it/s]</pre></div>
 </article></body></html>""".replace("{svg}", _SVG)
 # A page no check may flag: figures drawn at 76 % and 100 % of their width, a retina figure (1200 pixels shown
 # at its width="600"), a badge under 100 px drawn smaller still.
@@ -268,6 +286,8 @@ _GOOD_PAGE = """<!DOCTYPE html><html><head><meta charset="utf-8"><title>good</ti
 <img style="max-width: 100%" src="{svg}600' height='300'/%3E">
 <img width="600" style="max-width: 100%" src="{svg}1200' height='600'/%3E">
 <img style="width: 20px" src="{svg}88' height='20'/%3E"></div>
+<div class="cell_output"><pre>500 steps of 8 renders in 63 s (127 ms per step)
+shape 1.00 | colour 0.94 | 40% of the particles in a class</pre></div>
 </article></body></html>""".replace("{svg}", _SVG)
 
 
@@ -284,7 +304,11 @@ def self_test() -> list[str]:
                 "request leaving localhost": "request failed: https://cdn.example.org",
                 "player that does not step": "player does not step",
                 "equation wider than the column": "a display equation is 900 px wide in a 300 px column",
-                "squeezed figure": "is drawn 688 px wide, 34% of its 2000 px"}
+                "squeezed figure": "is drawn 688 px wide, 34% of its 2000 px",
+                "Axes repr in an output": "output junk (end the cell with `;` or plt.show(), or print what the "
+                                          "reader needs): \"<Axes: title",
+                "frozen progress bar": "junk (end the cell with `;` or plt.show(), or print what the reader needs): "
+                                       "'SDS:  40%"}
     return [f"the {what} check did not fire" for what, needle in expected.items() if needle not in found] + \
            [f"a check fired on the good page: {p}" for p in problems if p.startswith("good.html")]
 
