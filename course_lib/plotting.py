@@ -46,8 +46,11 @@ def _to_numpy(x: Any, name: str = "x") -> np.ndarray:
     return x.astype(np.float32)
 
 
-def _unpack(frames: Sequence, field: str = "x") -> list[tuple[int, np.ndarray]]:
-    """Frames (SampleStep or (t, x) pairs) -> [(t, array)], reading ``field`` ("x" or "x0_hat") of a SampleStep."""
+def _unpack(frames: Sequence, field: str = "x") -> list[tuple[Any, np.ndarray]]:
+    """Frames (SampleStep or (t, x) pairs) -> [(t, array)], reading ``field`` ("x" or "x0_hat") of a SampleStep.
+
+    A SampleStep's t is its int timestep; a pair's label is kept as given (a 0-d tensor becomes its number), so a
+    title such as "s = {t}" can show a float guidance scale or a word."""
     if field not in ("x", "x0_hat"):
         raise ValueError(f"field must be 'x' or 'x0_hat', got {field!r}.")
     if len(frames) == 0:
@@ -57,7 +60,8 @@ def _unpack(frames: Sequence, field: str = "x") -> list[tuple[int, np.ndarray]]:
         if isinstance(frame, SampleStep):
             out.append((int(frame.t), _to_numpy(getattr(frame, field), f"frames[{i}].{field}")))
         elif isinstance(frame, (tuple, list)) and len(frame) == 2 and field == "x":
-            out.append((int(frame[0]), _to_numpy(frame[1], f"frames[{i}][1]")))
+            label = frame[0].item() if isinstance(frame[0], torch.Tensor) else frame[0]
+            out.append((label, _to_numpy(frame[1], f"frames[{i}][1]")))
         else:
             raise ValueError(f"frames[{i}] must be a SampleStep or a (t, x) pair (field='x' only), "
                              f"got {type(frame).__name__}.")

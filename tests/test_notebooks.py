@@ -138,3 +138,21 @@ def test_the_repository_url_lives_only_in_config_and_generated_cells():
                  not in p.parts and "dist" not in p.parts and repo in p.read_text(errors="ignore")
                  and str(p.relative_to(ROOT)) not in allowed | generated]
     assert not offenders, f"these files hard-code {repo}; read it from _config.yml instead: {offenders}"
+
+
+# --- short cells: one idea per cell (the developers' guide; issue 26, item 4) -----------------------------
+
+MAX_CELL_LINES = 30
+
+
+def test_no_visible_code_cell_is_over_30_lines():
+    """Every code cell a reader sees (all but the set-up cell and the check cells tagged remove-cell) is at most
+    MAX_CELL_LINES lines: split a longer one where its idea changes, or move repeated helpers into course_lib."""
+    offenders = []
+    for path in CHAPTERS:
+        code = [(i, c) for i, c in enumerate(_cells(path)) if c["cell_type"] == "code"]
+        for i, cell in code[1:]:  # code[0] is the set-up cell, written by tools/setup_cells.py
+            n = len("".join(cell["source"]).splitlines())
+            if "remove-cell" not in cell.get("metadata", {}).get("tags", []) and n > MAX_CELL_LINES:
+                offenders.append(f"{path.relative_to(ROOT)} cell {i}: {n} lines")
+    assert not offenders, f"code cells over {MAX_CELL_LINES} lines:\n" + "\n".join(offenders)

@@ -121,6 +121,12 @@ def test_animate_points_with_background_and_pairs():
     assert first.get_title() == "t = 20" and first.get_xlim() == (-3.0, 3.0) and len(first.collections) == 2
 
 
+def test_animate_keeps_a_pairs_label_as_given():
+    frames = [(s, torch.zeros(4, 2)) for s in (0.0, 0.5, torch.tensor(7.5))]
+    anim = plotting.animate(frames, kind="points", lim=1.0, n_stills=3, size=1.0, dpi=30, title="s = {t:g}")
+    assert [ax.get_title() for ax in anim.figure.axes] == ["s = 0", "s = 0.5", "s = 7.5"]
+
+
 @pytest.mark.parametrize("kind,x", [("points", _images(2)), ("images", torch.zeros(5, 2)), ("video", _images(2))])
 def test_animate_rejects_mismatched_frames(kind, x):
     with pytest.raises(ValueError):
