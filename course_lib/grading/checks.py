@@ -1,7 +1,8 @@
 """Readable checks for the question tests: a wrong answer becomes a message a student can act on.
 
 ``assert_tensor`` (type, dtype, shape, finite values), ``assert_close`` (elementwise agreement, saying where
-and by how much) and ``assert_quality`` (a measured report against a threshold). Answers must be plain
+and by how much), ``assert_quality`` (a measured report against a threshold) and ``assert_settings`` (a measured
+question's settings dict has exactly its keys). Answers must be plain
 ``torch.Tensor`` objects: a subclass can redefine every operation (``__torch_function__``), comparisons
 included, so it is refused rather than compared.
 """
@@ -72,3 +73,17 @@ def assert_quality(report: dict, key: str, at_least: float | None = None, *, bel
         else:
             run = ""
         raise AssertionError(f"{key} = {report[key]:.3f}, needs {need} for this test{run}.")
+
+
+def assert_settings(settings, name: str, keys: tuple[str, ...], example: str | None = None) -> None:
+    """Fail unless ``settings`` (the student's ``name``, e.g. "SAMPLER") is a dict with exactly ``keys``; the message
+    names what is missing or unknown, the keys in the order given, and ``example`` (a dict literal) if given."""
+    if not isinstance(settings, dict):
+        raise AssertionError(f"{name} should be a dict, it is {type(settings).__name__}.")
+    unknown, missing = set(settings) - set(keys), set(keys) - set(settings)
+    if missing or unknown:
+        wrong = ([f"is missing {sorted(missing)}"] if missing else []) + \
+                ([f"has unknown keys {sorted(unknown)}"] if unknown else [])
+        listed = ", ".join(keys[:-1]) + " and " + keys[-1] if len(keys) > 1 else keys[0]
+        raise AssertionError(f"{name} {' and '.join(wrong)}; it needs exactly the keys {listed}"
+                             + (f", e.g. {example}." if example else "."))

@@ -15,7 +15,7 @@ import time
 
 import torch
 
-from .checks import assert_tensor
+from .checks import assert_settings, assert_tensor
 from .ddpm import score_samples
 from .measured import _measured, quick_mode
 
@@ -29,14 +29,7 @@ def check_ddim_sampler(sampler: dict) -> dict:
     Keys: ``steps`` (an int: the length of tau, one network evaluation each), ``eta`` (a number in [0, 1], or
     ``"sigma_hat"`` for Table 1's DDPM with beta') and ``spacing`` (one of ``DDIM_SPACINGS``).
     """
-    if not isinstance(sampler, dict):
-        raise AssertionError(f"SAMPLER should be a dict, it is {type(sampler).__name__}.")
-    required = {"steps", "eta", "spacing"}
-    unknown, missing = set(sampler) - required, required - set(sampler)
-    if missing or unknown:
-        wrong = ([f"is missing {sorted(missing)}"] if missing else []) + \
-                ([f"has unknown keys {sorted(unknown)}"] if unknown else [])
-        raise AssertionError(f"SAMPLER {' and '.join(wrong)}; it needs exactly the keys steps, eta and spacing.")
+    assert_settings(sampler, "SAMPLER", ("steps", "eta", "spacing"))
     steps, eta, spacing = sampler["steps"], sampler["eta"], sampler["spacing"]
     nfe = DDIM_BUDGET["max_nfe"]
     if not isinstance(steps, int) or isinstance(steps, bool) or not 1 <= steps <= nfe:

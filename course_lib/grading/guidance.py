@@ -40,7 +40,7 @@ from types import MappingProxyType
 
 import torch
 
-from .checks import assert_tensor
+from .checks import assert_settings, assert_tensor
 from .measured import _measured, quick_mode
 
 GUIDANCE_BUDGET = MappingProxyType({"max_steps": 25, "max_scale": 100.0})  # read-only: no notebook raises its own
@@ -53,15 +53,7 @@ def check_guidance_settings(guide: dict) -> dict:
     Keys: ``scale`` (the guidance scale s of Algorithm 2, a number in [0, max_scale]) and ``steps`` (the number of
     DDIM steps, an int in 1 ... max_steps; one U-Net evaluation and one classifier gradient each).
     """
-    if not isinstance(guide, dict):
-        raise AssertionError(f"GUIDE should be a dict, it is {type(guide).__name__}.")
-    required = {"scale", "steps"}
-    unknown, missing = set(guide) - required, required - set(guide)
-    if missing or unknown:
-        wrong = ([f"is missing {sorted(missing)}"] if missing else []) + \
-                ([f"has unknown keys {sorted(unknown)}"] if unknown else [])
-        raise AssertionError(f"GUIDE {' and '.join(wrong)}; it needs exactly the keys scale and steps, "
-                             'e.g. {"scale": 1.0, "steps": 25}.')
+    assert_settings(guide, "GUIDE", ("scale", "steps"), '{"scale": 1.0, "steps": 25}')
     scale, steps = guide["scale"], guide["steps"]
     b = GUIDANCE_BUDGET
     number = isinstance(scale, (int, float)) and not isinstance(scale, bool)

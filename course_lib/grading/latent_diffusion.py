@@ -48,7 +48,7 @@ from types import MappingProxyType
 
 import torch
 
-from .checks import assert_tensor
+from .checks import assert_settings, assert_tensor
 from .measured import _measured, quick_mode
 
 # read-only: no notebook raises its own budget
@@ -72,15 +72,8 @@ def check_sampling_settings(sampler: dict) -> dict:
     guidance, as diffusers runs no guidance at g <= 1). ``evaluations_per_image(steps, guidance_scale)`` must be at
     most ``max_nfe``.
     """
-    if not isinstance(sampler, dict):
-        raise AssertionError(f"SAMPLER should be a dict, it is {type(sampler).__name__}.")
-    required = {"scheduler", "steps", "guidance_scale"}
-    unknown, missing = set(sampler) - required, required - set(sampler)
-    if missing or unknown:
-        wrong = ([f"is missing {sorted(missing)}"] if missing else []) + \
-                ([f"has unknown keys {sorted(unknown)}"] if unknown else [])
-        raise AssertionError(f"SAMPLER {' and '.join(wrong)}; it needs exactly the keys scheduler, steps and "
-                             'guidance_scale, e.g. {"scheduler": "ddim", "steps": 10, "guidance_scale": 3.0}.')
+    assert_settings(sampler, "SAMPLER", ("scheduler", "steps", "guidance_scale"),
+                    '{"scheduler": "ddim", "steps": 10, "guidance_scale": 3.0}')
     kind, steps, g = sampler["scheduler"], sampler["steps"], sampler["guidance_scale"]
     b = LATENT_DIFFUSION_BUDGET
     if kind not in LATENT_DIFFUSION_SCHEDULERS:

@@ -35,6 +35,7 @@ import math
 import time
 from types import MappingProxyType
 
+from .checks import assert_settings
 from .measured import _measured, quick_mode
 
 # read-only: no notebook raises its own budget
@@ -61,16 +62,8 @@ def check_lora_settings(settings: dict) -> dict:
     [1, max_steps]), ``lr`` (a number in (0, max_lr]) and ``prior_weight`` (lambda, a number in [0, max_prior_weight]).
     The trainable fraction of the U-Net after injection must be at most ``max_fraction``.
     """
-    if not isinstance(settings, dict):
-        raise AssertionError(f"LORA should be a dict, it is {type(settings).__name__}.")
-    required = {"rank", "targets", "steps", "lr", "prior_weight"}
-    unknown, missing = set(settings) - required, required - set(settings)
-    if missing or unknown:
-        wrong = ([f"is missing {sorted(missing)}"] if missing else []) + \
-                ([f"has unknown keys {sorted(unknown)}"] if unknown else [])
-        raise AssertionError(f"LORA {' and '.join(wrong)}; it needs exactly the keys rank, targets, steps, lr and "
-                             'prior_weight, e.g. {"rank": 2, "targets": ["to_k", "to_v"], "steps": 200, "lr": 1e-3, '
-                             '"prior_weight": 1.0}.')
+    assert_settings(settings, "LORA", ("rank", "targets", "steps", "lr", "prior_weight"),
+                    '{"rank": 2, "targets": ["to_k", "to_v"], "steps": 200, "lr": 1e-3, "prior_weight": 1.0}')
     b = LORA_BUDGET
     rank, targets, steps = settings["rank"], settings["targets"], settings["steps"]
     lr, weight = settings["lr"], settings["prior_weight"]

@@ -36,6 +36,7 @@ import math
 import time
 from types import MappingProxyType
 
+from .checks import assert_settings
 from .measured import _measured, quick_mode
 
 # read-only: no notebook raises its own budget
@@ -53,16 +54,8 @@ def check_sds_settings(settings: dict) -> dict:
     model alone), ``lr`` (Adam's learning rate, in (0, max_lr]), ``steps`` (an int in [1, max_steps]) and ``t_range``
     (``[t_min, t_max]``, fractions of the schedule with 0 < t_min < t_max < 1; DreamFusion's is [0.02, 0.98]).
     """
-    if not isinstance(settings, dict):
-        raise AssertionError(f"SDS should be a dict, it is {type(settings).__name__}.")
-    required = {"guidance_scale", "lr", "steps", "t_range"}
-    unknown, missing = set(settings) - required, required - set(settings)
-    if missing or unknown:
-        wrong = ([f"is missing {sorted(missing)}"] if missing else []) + \
-                ([f"has unknown keys {sorted(unknown)}"] if unknown else [])
-        raise AssertionError(f"SDS {' and '.join(wrong)}; it needs exactly the keys guidance_scale, lr, steps and "
-                             't_range, e.g. {"guidance_scale": 100.0, "lr": 0.03, "steps": 200, '
-                             '"t_range": [0.02, 0.98]}.')
+    assert_settings(settings, "SDS", ("guidance_scale", "lr", "steps", "t_range"),
+                    '{"guidance_scale": 100.0, "lr": 0.03, "steps": 200, "t_range": [0.02, 0.98]}')
     b = SDS_BUDGET
     omega, lr, steps, t_range = settings["guidance_scale"], settings["lr"], settings["steps"], settings["t_range"]
 
