@@ -40,43 +40,60 @@ def version() -> str:
 
 
 _CHECK = '''import course_lib
-if course_lib.__version__ != VERSION:
-    raise RuntimeError(f"This page was written for course_lib {VERSION}, but {course_lib.__version__} is installed. "
-                       f"Install the matching release, then restart the kernel: "
-                       f"pip install 'course_lib[chapters] @ git+{REPO}@v{VERSION}'")
-import importlib.metadata
-found = [f"{name} {importlib.metadata.version(name)}" for name in ("course_lib", "torch", "diffusers")
-         if importlib.util.find_spec(name)]'''
 
-CHAPTER = '''# Set-up: in Colab this installs the course library this page was written for; anywhere, it checks the version.
+if course_lib.__version__ != VERSION:
+    raise RuntimeError(
+        f"This page was written for course_lib {VERSION}, but "
+        f"{course_lib.__version__} is installed. Install the matching release, then "
+        f"restart the kernel: pip install '{SPEC}'"
+    )
+import importlib.metadata
+
+names = ("course_lib", "torch", "diffusers")
+found = [
+    f"{n} {importlib.metadata.version(n)}" for n in names if importlib.util.find_spec(n)
+]'''
+
+# Both templates are what `ruff format` (88 columns, chapters/ruff.toml) leaves unchanged: a test formats them.
+CHAPTER = '''# Set-up: in Colab this installs the course library this page was written for;
+# anywhere, it checks the version.
 import importlib.util, subprocess, sys
+
 REPO, VERSION = "{repo}", "{version}"
+SPEC = f"course_lib[chapters] @ git+{{REPO}}@v{{VERSION}}"
 if "google.colab" in sys.modules and importlib.util.find_spec("course_lib") is None:
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q",
-                    f"course_lib[chapters] @ git+{{REPO}}@v{{VERSION}}"], check=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", SPEC], check=True)
 {check}
 from course_lib.profiles import get_profile, pick
+
 print(" | ".join(found), "| profile:", get_profile())'''
 
-EXERCISE = '''# Set-up: in Colab this installs the course library and the grader and fetches this exercise's public tests;
-# locally (in a clone of the course repository, after `make setup`) it only finds the tests. Anywhere, it checks
-# that the installed course_lib is the version this exercise was written for.
+EXERCISE = '''# Set-up: in Colab this installs the course library and the grader and fetches this
+# exercise's public tests; locally (in a clone of the course repository, after
+# `make setup`) it only finds the tests. Anywhere, it checks that the installed
+# course_lib is the version this exercise was written for.
 import importlib.util, os, subprocess, sys
-REPO, VERSION, TESTS = "{repo}", "{version}", "exercises/{name}/tests"
+
+REPO, VERSION = "{repo}", "{version}"
+SPEC, TESTS = f"course_lib[chapters] @ git+{{REPO}}@v{{VERSION}}", "exercises/{name}/tests"
 if "google.colab" in sys.modules:
-    if importlib.util.find_spec("course_lib") is None or importlib.util.find_spec("otter") is None:
-        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "otter-grader==7.0.0",
-                        f"course_lib[chapters] @ git+{{REPO}}@v{{VERSION}}"], check=True)
+    find = importlib.util.find_spec
+    if find("course_lib") is None or find("otter") is None:
+        pip = [sys.executable, "-m", "pip", "install", "-q"]
+        subprocess.run([*pip, "otter-grader==7.0.0", SPEC], check=True)
     if not os.path.isdir("/content/course"):
-        subprocess.run(["git", "clone", "-q", "--depth", "1", "--branch", f"v{{VERSION}}", "--filter=blob:none",
-                        "--sparse", REPO, "/content/course"], check=True)
-    subprocess.run(["git", "-C", "/content/course", "sparse-checkout", "add", TESTS], check=True)
+        clone = ["git", "clone", "-q", "--depth", "1", "--branch", f"v{{VERSION}}"]
+        sparse = ["--filter=blob:none", "--sparse", REPO, "/content/course"]
+        subprocess.run([*clone, *sparse], check=True)
+    sparse_add = ["git", "-C", "/content/course", "sparse-checkout", "add", TESTS]
+    subprocess.run(sparse_add, check=True)
     TESTS = f"/content/course/{{TESTS}}"
 elif os.path.isdir("tests"):  # Jupyter started next to this notebook
     TESTS = "tests"
 import otter
 {check}
 from course_lib.profiles import get_profile
+
 grader = otter.Notebook(tests_dir=TESTS)
 print(" | ".join(found), "| profile:", get_profile(), "| tests:", TESTS)'''
 

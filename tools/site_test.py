@@ -6,7 +6,8 @@
 The site is served from localhost and every request elsewhere is refused, as on a laptop without internet.
 Per page: no console errors or failed requests; MathJax ran and left no raw TeX; every ``<img>`` loaded; every
 internal link and ``#anchor`` resolves; no display equation is wider than its column; no figure is drawn below 70 %
-of its natural width; no cell output shows a stray repr (``<Axes ...>``, ``object at 0x...``) or a frozen progress bar; every animation player and slider is there and steps; a notebook page's Colab button opens
+of its natural width; no cell output shows a stray repr (``<Axes ...>``, ``object at 0x...``), a frozen progress
+bar or a library's warning; every animation player and slider is there and steps; a notebook page's Colab button opens
 that page's own notebook in the repository of ``_config.yml``; exercise pages hold no solution or hidden test.
 Site-wide: the search page finds "ELBO". Screenshots of a few pages go to ``_build/screenshots/``.
 
@@ -92,9 +93,12 @@ _SQUEEZED_FIGURES = """(scale) => [...(document.querySelector('article') || docu
 # Output junk (issue 26, item 5): what a cell printed by accident, not for the reader. Matplotlib return values
 # ("<Axes: ...>", "[<matplotlib.lines.Line2D ...>]", "<Figure size 640x480 with 1 Axes>"), default object reprs
 # ("<... object at 0x7f...>") and a torch module's repr (lines "(name): Conv2d(..."); progress bars frozen in a
-# page ("SDS:  40%|####  | 200/500 [...]"). Only text outputs of cells are searched, not the prose or the code.
+# page ("SDS:  40%|####  | 200/500 [...]"); a library's notice or a Python warning ("[transformers] `X` requires
+# ...", "/path/file.py:12: FutureWarning: ..."), which a student reads as something wrong. Only text outputs of
+# cells are searched, not the prose or the code.
 OUTPUT_JUNK = re.compile(r"<(?:Axes|Figure|matplotlib\.[\w.]+)\b[^>\n]*>|<Figure size \d+x\d+|\bobject at 0x[0-9a-f]{6,}"
-                         r"|^\s*\(\w+\): [A-Z]\w*\(|\d+%\|[^|\n]*\|\s*\d+/\d+ \[", re.M)
+                         r"|^\s*\(\w+\): [A-Z]\w*\(|\d+%\|[^|\n]*\|\s*\d+/\d+ \["
+                         r"|^\[(?:transformers|diffusers|peft|accelerate)\] |^\S+\.py:\d+: [A-Z]\w*Warning: ", re.M)
 _OUTPUT_TEXT = """() => [...document.querySelectorAll('.cell_output .output pre, .cell_output pre')]
   .map(e => e.innerText).join('\\n')"""
 
@@ -198,11 +202,11 @@ def check_site(root: Path, *, secrets: dict[str, set[str]] | None = None, screen
                 for m in list(RAW_TEX.finditer(text))[:3]:
                     problems.append(f"{rel}: raw TeX left after MathJax ran: ...{text[max(m.start() - 40, 0):m.end() + 40]!r}")
                 outputs = page.evaluate(_OUTPUT_TEXT)
-                for m in list(OUTPUT_JUNK.finditer(outputs))[:3]:
+                for m in list(OUTPUT_JUNK.finditer(outputs))[:5]:
                     end = outputs.find("\n", m.end())
                     line = outputs[outputs.rfind("\n", 0, m.start()) + 1:end if end >= 0 else None]
-                    problems.append(f"{rel}: output junk (end the cell with `;` or plt.show(), or print what the "
-                                    f"reader needs): {line.strip()[:100]!r}")
+                    problems.append(f"{rel}: output junk (end the cell with `;` or plt.show(), fix or silence a "
+                                    f"warning, or print what the reader needs): {line.strip()[:100]!r}")
                 for wide in page.evaluate(_WIDE_MATH):
                     problems.append(f"{rel}: a display equation is {wide['width']} px wide in a {wide['room']} px "
                                     f"column (break it with aligned): {wide['tex']!r}")
@@ -278,6 +282,8 @@ style="display: inline-block; width: 900px">a very long display</mjx-math></mjx-
 <div style="width: 688px"><img style="max-width: 100%" src="{svg}2000' height='300'/%3E"></div>
 <div class="cell_output"><pre>&lt;Axes: title={'center': 'noise'}&gt;</pre></div>
 <div class="cell_output"><pre>SDS:  40%|####      | 200/500 [00:10&lt;00:15, 20.0it/s]</pre></div>
+<div class="cell_output"><pre>[transformers] `CLIPImageProcessor` requires torchvision (not installed)</pre></div>
+<div class="cell_output"><pre>/usr/lib/python3/site-packages/x.py:12: FutureWarning: `y` is deprecated</pre></div>
 </article></body></html>""".replace("{svg}", _SVG)
 # A page no check may flag: figures drawn at 76 % and 100 % of their width, a retina figure (1200 pixels shown
 # at its width="600"), a badge under 100 px drawn smaller still.
@@ -305,10 +311,10 @@ def self_test() -> list[str]:
                 "player that does not step": "player does not step",
                 "equation wider than the column": "a display equation is 900 px wide in a 300 px column",
                 "squeezed figure": "is drawn 688 px wide, 34% of its 2000 px",
-                "Axes repr in an output": "output junk (end the cell with `;` or plt.show(), or print what the "
-                                          "reader needs): \"<Axes: title",
-                "frozen progress bar": "junk (end the cell with `;` or plt.show(), or print what the reader needs): "
-                                       "'SDS:  40%"}
+                "Axes repr in an output": "the reader needs): \"<Axes: title",
+                "frozen progress bar": "the reader needs): 'SDS:  40%",
+                "library notice in an output": "the reader needs): '[transformers] `CLIPImageProcessor`",
+                "Python warning in an output": "the reader needs): '/usr/lib/python3/site-packages/x.py:12: Future"}
     return [f"the {what} check did not fire" for what, needle in expected.items() if needle not in found] + \
            [f"a check fired on the good page: {p}" for p in problems if p.startswith("good.html")]
 
