@@ -43,15 +43,37 @@ RESULTS_DIR = Path(__file__).resolve().parent / "results"
 IMAGE_SHAPE = (1, 16, 16)
 BENCHMARKS = ("sampler", "train", "convergence", "ddim", "pipeline", "latent")
 SIZES = {  # full size (a few minutes per benchmark on 2 busy cores) and --quick (a smoke test)
-    "full": {"sample_steps": 250, "sample_batch": 32, "repeats": 3, "train_steps": 20, "train_batch": 128,
-             "eval_every": 250, "eval_samples": 128, "ddim_steps": 50, "ddim_batch": 64, "sd_steps": 30,
-             "sd_batch": 16},
-    "quick": {"sample_steps": 10, "sample_batch": 4, "repeats": 1, "train_steps": 3, "train_batch": 16,
-              "eval_every": 5, "eval_samples": 8, "ddim_steps": 5, "ddim_batch": 4, "sd_steps": 3, "sd_batch": 2},
+    "full": {
+        "sample_steps": 250,
+        "sample_batch": 32,
+        "repeats": 3,
+        "train_steps": 20,
+        "train_batch": 128,
+        "eval_every": 250,
+        "eval_samples": 128,
+        "ddim_steps": 50,
+        "ddim_batch": 64,
+        "sd_steps": 30,
+        "sd_batch": 16,
+    },
+    "quick": {
+        "sample_steps": 10,
+        "sample_batch": 4,
+        "repeats": 1,
+        "train_steps": 3,
+        "train_batch": 16,
+        "eval_every": 5,
+        "eval_samples": 8,
+        "ddim_steps": 5,
+        "ddim_batch": 4,
+        "sd_steps": 3,
+        "sd_batch": 2,
+    },
 }
 
 
 # --- models and timing ----------------------------------------------------------------------------------
+
 
 class EpsModel(nn.Module):
     """Gives a diffusers UNet2DModel the course's model signature: model(xt, t) -> eps [B, C, H, W]."""
@@ -69,10 +91,17 @@ def diffusers_unet(seed: int = 0) -> UNet2DModel:
     attention with 4 heads at the 4x4 level and in the middle, a 128-wide time embedding. Widths 32-56-56
     instead of our 32-64-64 bring its parameter count within 1 % of ours (32-64-64 would be 26 % larger)."""
     torch.manual_seed(seed)
-    return UNet2DModel(sample_size=IMAGE_SHAPE[1], in_channels=1, out_channels=1, layers_per_block=1,
-                       block_out_channels=(32, 56, 56), attention_head_dim=14, norm_num_groups=8,
-                       down_block_types=("DownBlock2D", "DownBlock2D", "AttnDownBlock2D"),
-                       up_block_types=("AttnUpBlock2D", "UpBlock2D", "UpBlock2D"))
+    return UNet2DModel(
+        sample_size=IMAGE_SHAPE[1],
+        in_channels=1,
+        out_channels=1,
+        layers_per_block=1,
+        block_out_channels=(32, 56, 56),
+        attention_head_dim=14,
+        norm_num_groups=8,
+        down_block_types=("DownBlock2D", "DownBlock2D", "AttnDownBlock2D"),
+        up_block_types=("AttnUpBlock2D", "UpBlock2D", "UpBlock2D"),
+    )
 
 
 def num_params(model: nn.Module) -> int:
@@ -84,7 +113,7 @@ def interleaved(runs: dict[str, Callable], repeats: int) -> tuple[dict, dict]:
     hits both. Returns ({name: [(wall s, process CPU s), ...]}, {name: output of its last run})."""
     times, outputs = {name: [] for name in runs}, {}
     for r in range(repeats):
-        for name in (list(runs) if r % 2 == 0 else list(runs)[::-1]):
+        for name in list(runs) if r % 2 == 0 else list(runs)[::-1]:
             wall, cpu = time.perf_counter(), time.process_time()
             outputs[name] = runs[name]()
             times[name].append((time.perf_counter() - wall, time.process_time() - cpu))
@@ -99,24 +128,37 @@ def medians(samples: list[tuple[float, float]], per: float = 1.0, invert: bool =
 
 # --- 1. sampling ----------------------------------------------------------------------------------------
 
+
 def bench_sampler(size: dict) -> list[dict]:
     """Seconds per full sampling run; both start from the same seed, so they draw identical noise."""
     T, B, repeats = size["sample_steps"], size["sample_batch"], size["repeats"]
     unet = diffusers_unet().eval()
     model, schedule = EpsModel(unet), get_schedule("linear", T)
     # diffusers' defaults (clip_sample=True, variance "fixed_small") spelled out, and matched on our side.
-    pipe = DDPMPipeline(unet=unet, scheduler=DDPMScheduler(num_train_timesteps=T, beta_schedule="linear",
-                                                          clip_sample=True, variance_type="fixed_small"))
+    pipe = DDPMPipeline(
+        unet=unet,
+        scheduler=DDPMScheduler(
+            num_train_timesteps=T, beta_schedule="linear", clip_sample=True, variance_type="fixed_small"
+        ),
+    )
     pipe.set_progress_bar_config(disable=True)
 
     def ours() -> Tensor:
-        x0 = ddpm_sample(model, (B, *IMAGE_SHAPE), schedule, generator=torch.Generator().manual_seed(0),
-                         variance="fixed_small", clip_x0=True, progress=False)
+        x0 = ddpm_sample(
+            model,
+            (B, *IMAGE_SHAPE),
+            schedule,
+            generator=torch.Generator().manual_seed(0),
+            variance="fixed_small",
+            clip_x0=True,
+            progress=False,
+        )
         return (x0 / 2 + 0.5).clamp(0, 1)  # the pipeline's own mapping to [0, 1]
 
     def theirs() -> Tensor:
-        return pipe(batch_size=B, generator=torch.Generator().manual_seed(0), num_inference_steps=T,
-                    output_type="pt").images
+        return pipe(
+            batch_size=B, generator=torch.Generator().manual_seed(0), num_inference_steps=T, output_type="pt"
+        ).images
 
     # No separate warm-up: one-time allocations cost about one step of T, and the median drops the first run.
     times, samples = interleaved({"ours": ours, "diffusers": theirs}, repeats)
@@ -124,15 +166,29 @@ def bench_sampler(size: dict) -> list[dict]:
     diff = (samples["ours"] - samples["diffusers"]).abs().max().item()
     setting = f"T={T} steps, batch {B}, UNet2DModel {num_params(unet):,} params, median of {repeats}"
     return [
-        {"benchmark": "sampler", "metric": "s per sampling run (lower is better)", "setting": setting,
-         "ours": o, "diffusers": d, "ratio": {k: o[k] / d[k] for k in o}, "raw": times},
-        {"benchmark": "sampler", "metric": "same seed, same samples? max abs difference in [0, 1]",
-         "setting": "clip_x0=True vs clip_sample=True, fixed_small", "ours": diff, "diffusers": None,
-         "ratio": None, "agree": diff < 1e-4},
+        {
+            "benchmark": "sampler",
+            "metric": "s per sampling run (lower is better)",
+            "setting": setting,
+            "ours": o,
+            "diffusers": d,
+            "ratio": {k: o[k] / d[k] for k in o},
+            "raw": times,
+        },
+        {
+            "benchmark": "sampler",
+            "metric": "same seed, same samples? max abs difference in [0, 1]",
+            "setting": "clip_x0=True vs clip_sample=True, fixed_small",
+            "ours": diff,
+            "diffusers": None,
+            "ratio": None,
+            "agree": diff < 1e-4,
+        },
     ]
 
 
 # --- 2. training throughput -----------------------------------------------------------------------------
+
 
 def bench_train(size: dict) -> list[dict]:
     """Optimiser steps per second through course_lib.trainer.train (AdamW, EMA, grad clipping) for both nets."""
@@ -144,20 +200,32 @@ def bench_train(size: dict) -> list[dict]:
 
     def runner(name: str, n: int) -> Callable:
         loss_fn = diffusion_loss_fn(schedule, torch.Generator().manual_seed(1))
-        return lambda: train(models[name], loss_fn, (x,), steps=n, batch_size=B, lr=1e-3, device="cpu",
-                             progress=False)
+        return lambda: train(models[name], loss_fn, (x,), steps=n, batch_size=B, lr=1e-3, device="cpu", progress=False)
 
     interleaved({name: runner(name, 2) for name in models}, 1)  # warm-up
     times, _ = interleaved({name: runner(name, steps) for name in models}, repeats)
     o, d = (medians(times[name], per=steps, invert=True) for name in models)
     params = {name: num_params(m) for name, m in models.items()}
-    setting = (f"batch {B} of 16x16x1, median of {repeats} x {steps} steps; params: ours {params['ours']:,} "
-               f"(UNet), diffusers {params['diffusers']:,} (UNet2DModel 32-56-56)")
-    return [{"benchmark": "train", "metric": "steps/s (higher is better)", "setting": setting,
-             "ours": o, "diffusers": d, "ratio": {k: o[k] / d[k] for k in o}, "params": params, "raw": times}]
+    setting = (
+        f"batch {B} of 16x16x1, median of {repeats} x {steps} steps; params: ours {params['ours']:,} "
+        f"(UNet), diffusers {params['diffusers']:,} (UNet2DModel 32-56-56)"
+    )
+    return [
+        {
+            "benchmark": "train",
+            "metric": "steps/s (higher is better)",
+            "setting": setting,
+            "ours": o,
+            "diffusers": d,
+            "ratio": {k: o[k] / d[k] for k in o},
+            "params": params,
+            "raw": times,
+        }
+    ]
 
 
 # --- 3. convergence -------------------------------------------------------------------------------------
+
 
 class Stop(Exception):
     """Raised from the training callback to end the run (target reached or budget spent)."""
@@ -183,23 +251,47 @@ def bench_convergence(size: dict, max_minutes: float, target: float = 0.9) -> li
         now, now_cpu = time.perf_counter(), time.process_time()
         train_s = now - clock["start"] - clock["eval_s"]
         train_cpu_s = now_cpu - clock["start_cpu"] - clock["eval_cpu_s"]
-        samples = ddpm_sample(ema, (n, *IMAGE_SHAPE), schedule, generator=torch.Generator().manual_seed(0),
-                              progress=False)
+        samples = ddpm_sample(
+            ema, (n, *IMAGE_SHAPE), schedule, generator=torch.Generator().manual_seed(0), progress=False
+        )
         report = sample_report(samples, classifier)
         clock["eval_s"] += time.perf_counter() - now
         clock["eval_cpu_s"] += time.process_time() - now_cpu
-        history.append({"step": step + 1, "train_minutes": train_s / 60, "train_cpu_minutes": train_cpu_s / 60,
-                        "loss": loss, "recognized": report["recognized"], "frechet": report["frechet"]})
-        print(f"  step {step + 1:6d}  {train_s / 60:6.2f} min ({train_cpu_s / 60:.2f} CPU)  "
-              f"recognized {report['recognized']:.3f}  frechet {report['frechet']:.2f}", flush=True)
+        history.append(
+            {
+                "step": step + 1,
+                "train_minutes": train_s / 60,
+                "train_cpu_minutes": train_cpu_s / 60,
+                "loss": loss,
+                "recognized": report["recognized"],
+                "frechet": report["frechet"],
+            }
+        )
+        print(
+            f"  step {step + 1:6d}  {train_s / 60:6.2f} min ({train_cpu_s / 60:.2f} CPU)  "
+            f"recognized {report['recognized']:.3f}  frechet {report['frechet']:.2f}",
+            flush=True,
+        )
         if report["recognized"] >= target or train_s >= 60 * max_minutes:
             raise Stop
 
     clock["start"], clock["start_cpu"] = time.perf_counter(), time.process_time()
     try:
-        train(model, diffusion_loss_fn(schedule, torch.Generator().manual_seed(1)), (x,), steps=10**9,
-              batch_size=128, lr=1e-3, warmup_steps=200, ema_decay=0.999, seed=0, device="cpu",
-              progress=False, callback=evaluate, ema_model=ema)
+        train(
+            model,
+            diffusion_loss_fn(schedule, torch.Generator().manual_seed(1)),
+            (x,),
+            steps=10**9,
+            batch_size=128,
+            lr=1e-3,
+            warmup_steps=200,
+            ema_decay=0.999,
+            seed=0,
+            device="cpu",
+            progress=False,
+            callback=evaluate,
+            ema_model=ema,
+        )
     except Stop:
         pass
     last = history[-1]
@@ -207,12 +299,23 @@ def bench_convergence(size: dict, max_minutes: float, target: float = 0.9) -> li
     spent = f"{last['train_minutes']:.1f} min ({last['train_cpu_minutes']:.1f} CPU), {last['step']} steps"
     result = spent if reached else f"not reached: {last['recognized']:.2f} after {spent}"
     setting = f"ddpm_digits recipe, {n} EMA samples every {every} steps, budget {max_minutes:g} min"
-    return [{"benchmark": "convergence", "metric": f"training minutes to >= {target:.0%} recognised "
-             "(evaluation excluded)", "setting": setting, "ours": result, "diffusers": None, "ratio": None,
-             "reached": reached, "history": history, "eval_minutes": clock["eval_s"] / 60}]
+    return [
+        {
+            "benchmark": "convergence",
+            "metric": f"training minutes to >= {target:.0%} recognised (evaluation excluded)",
+            "setting": setting,
+            "ours": result,
+            "diffusers": None,
+            "ratio": None,
+            "reached": reached,
+            "history": history,
+            "eval_minutes": clock["eval_s"] / 60,
+        }
+    ]
 
 
 # --- 4. DDIM ------------------------------------------------------------------------------------------
+
 
 def bench_ddim(size: dict) -> list[dict]:
     """DDIM (eta = 0, "leading" tau) with S steps vs DDPM with all 1000, on the shipped digits model and the same
@@ -225,34 +328,59 @@ def bench_ddim(size: dict) -> list[dict]:
     S, B, repeats = size["ddim_steps"], size["ddim_batch"], size["repeats"]
     model, schedule = UNet.from_pretrained("ddpm_digits"), get_schedule("linear", 1000)
     x_T = torch.randn(B, *IMAGE_SHAPE, generator=torch.Generator().manual_seed(0))
-    runs = {"ddim": lambda: ddim_sample(model, (B, *IMAGE_SHAPE), schedule, ddim_timesteps(1000, S), x_T=x_T,
-                                        progress=False),
-            "ddpm": lambda: ddpm_sample(model, (B, *IMAGE_SHAPE), schedule, x_T=x_T,
-                                        generator=torch.Generator().manual_seed(1), progress=False)}
+    runs = {
+        "ddim": lambda: ddim_sample(
+            model, (B, *IMAGE_SHAPE), schedule, ddim_timesteps(1000, S), x_T=x_T, progress=False
+        ),
+        "ddpm": lambda: ddpm_sample(
+            model, (B, *IMAGE_SHAPE), schedule, x_T=x_T, generator=torch.Generator().manual_seed(1), progress=False
+        ),
+    }
     times, samples = interleaved(runs, 1)  # one run each: DDPM-1000 is the slow side by ~1000/S
     o, d = medians(times["ddim"]), medians(times["ddpm"])
     quality = {k: sample_report(v.clamp(-1, 1)) for k, v in samples.items()}
-    rows = [{"benchmark": "ddim", "metric": f"s per batch: DDIM-{S} (ours) vs DDPM-1000 (diffusers column)",
-             "setting": f"shipped ddpm_digits, batch {B}, same x_T, eta=0", "ours": o, "diffusers": d,
-             "ratio": {k: o[k] / d[k] for k in o}, "expected_ratio": S / 1000, "raw": times},
-            {"benchmark": "ddim", "metric": f"recognised / Frechet: DDIM-{S} vs DDPM-1000",
-             "setting": f"{B} samples each (Frechet of real vs real on the same sizes: "
-                        f"{quality['ddim']['frechet_real']:.2f})",
-             "ours": f"{quality['ddim']['recognized']:.2f} / {quality['ddim']['frechet']:.2f}",
-             "diffusers": f"{quality['ddpm']['recognized']:.2f} / {quality['ddpm']['frechet']:.2f}", "ratio": None}]
+    rows = [
+        {
+            "benchmark": "ddim",
+            "metric": f"s per batch: DDIM-{S} (ours) vs DDPM-1000 (diffusers column)",
+            "setting": f"shipped ddpm_digits, batch {B}, same x_T, eta=0",
+            "ours": o,
+            "diffusers": d,
+            "ratio": {k: o[k] / d[k] for k in o},
+            "expected_ratio": S / 1000,
+            "raw": times,
+        },
+        {
+            "benchmark": "ddim",
+            "metric": f"recognised / Frechet: DDIM-{S} vs DDPM-1000",
+            "setting": f"{B} samples each (Frechet of real vs real on the same sizes: "
+            f"{quality['ddim']['frechet_real']:.2f})",
+            "ours": f"{quality['ddim']['recognized']:.2f} / {quality['ddim']['frechet']:.2f}",
+            "diffusers": f"{quality['ddpm']['recognized']:.2f} / {quality['ddpm']['frechet']:.2f}",
+            "ratio": None,
+        },
+    ]
 
     unet = diffusers_unet().eval()
     pipe = DDIMPipeline(unet=unet, scheduler=DDIMScheduler(num_train_timesteps=1000, clip_sample=True))
     pipe.set_progress_bar_config(disable=True)
 
     def ours() -> Tensor:
-        x0 = ddim_sample(EpsModel(unet), (B, *IMAGE_SHAPE), schedule, ddim_timesteps(1000, S), clip_x0=True,
-                         generator=torch.Generator().manual_seed(0), progress=False)
+        x0 = ddim_sample(
+            EpsModel(unet),
+            (B, *IMAGE_SHAPE),
+            schedule,
+            ddim_timesteps(1000, S),
+            clip_x0=True,
+            generator=torch.Generator().manual_seed(0),
+            progress=False,
+        )
         return (x0 / 2 + 0.5).clamp(0, 1)
 
     def theirs() -> Tensor:
-        return pipe(batch_size=B, generator=torch.Generator().manual_seed(0), num_inference_steps=S, eta=0.0,
-                    output_type="pt").images
+        return pipe(
+            batch_size=B, generator=torch.Generator().manual_seed(0), num_inference_steps=S, eta=0.0, output_type="pt"
+        ).images
 
     times, out = interleaved({"ours": ours, "diffusers": theirs}, repeats)
     o, d = medians(times["ours"]), medians(times["diffusers"])
@@ -268,15 +396,24 @@ def bench_ddim(size: dict) -> list[dict]:
         pipe.scheduler.set_timesteps(S)
         one_ref = pipe.scheduler.step(eps, t0[0], x, eta=0.0).prev_sample
     step_diff = (one - one_ref).abs().max().item()
-    rows.append({"benchmark": "ddim", "metric": "s per DDIM sampling run (lower is better)",
-                 "setting": f"S={S}, batch {B}, UNet2DModel {num_params(unet):,} params, median of {repeats}; "
-                            f"max abs difference after one step {step_diff:.1e}, after {S} steps {diff:.1e}",
-                 "ours": o, "diffusers": d, "ratio": {k: o[k] / d[k] for k in o}, "agree": step_diff < 1e-5,
-                 "raw": times})
+    rows.append(
+        {
+            "benchmark": "ddim",
+            "metric": "s per DDIM sampling run (lower is better)",
+            "setting": f"S={S}, batch {B}, UNet2DModel {num_params(unet):,} params, median of {repeats}; "
+            f"max abs difference after one step {step_diff:.1e}, after {S} steps {diff:.1e}",
+            "ours": o,
+            "diffusers": d,
+            "ratio": {k: o[k] / d[k] for k in o},
+            "agree": step_diff < 1e-5,
+            "raw": times,
+        }
+    )
     return rows
 
 
 # --- report ---------------------------------------------------------------------------------------------
+
 
 def bench_pipeline(size: dict) -> list[dict]:
     """Seconds per batch of images: our opened loop vs StableDiffusionPipeline.__call__, same parts, seed and
@@ -291,21 +428,46 @@ def bench_pipeline(size: dict) -> list[dict]:
     S, B, repeats = size["sd_steps"], size["sd_batch"], size["repeats"]
     torch.manual_seed(0)
     tokenizer = load_tokenizer()
-    pipe = build_pipeline(tiny_autoencoder().eval(), text_encoder_from_clip(CLIPModel(tiny_clip_config(tokenizer))),
-                          tokenizer, tiny_unet().eval(), make_scheduler("ddim"))
+    pipe = build_pipeline(
+        tiny_autoencoder().eval(),
+        text_encoder_from_clip(CLIPModel(tiny_clip_config(tokenizer))),
+        tokenizer,
+        tiny_unet().eval(),
+        make_scheduler("ddim"),
+    )
     pipe.set_progress_bar_config(disable=True)
     prompts = ["a large red circle at the top left", "a small blue star at the center"] * (B // 2)
-    runs = {"ours": lambda: generate(pipe, prompts, 4.0, S, generator=torch.Generator().manual_seed(0)),
-            "diffusers": lambda: pipe(prompts, guidance_scale=4.0, num_inference_steps=S, output_type="pt",
-                                      generator=torch.Generator().manual_seed(0)).images * 2 - 1}
+    runs = {
+        "ours": lambda: generate(pipe, prompts, 4.0, S, generator=torch.Generator().manual_seed(0)),
+        "diffusers": lambda: (
+            pipe(
+                prompts,
+                guidance_scale=4.0,
+                num_inference_steps=S,
+                output_type="pt",
+                generator=torch.Generator().manual_seed(0),
+            ).images
+            * 2
+            - 1
+        ),
+    }
     times, out = interleaved(runs, repeats + 2)
     o, d = medians(times["ours"]), medians(times["diffusers"])
     diff = (out["ours"] - out["diffusers"]).abs().max().item()
-    return [{"benchmark": "pipeline", "metric": "s per batch of images (lower is better)",
-             "setting": f"tiny SD parts, {B} prompts, DDIM {S} steps, g = 4, median of {repeats + 2}; "
-                        f"max abs difference {diff:.1e}",
-             "ours": o, "diffusers": d, "ratio": {k: o[k] / d[k] for k in o}, "target_ratio": 1.05,
-             "agree": diff < 1e-4, "raw": times}]
+    return [
+        {
+            "benchmark": "pipeline",
+            "metric": "s per batch of images (lower is better)",
+            "setting": f"tiny SD parts, {B} prompts, DDIM {S} steps, g = 4, median of {repeats + 2}; "
+            f"max abs difference {diff:.1e}",
+            "ours": o,
+            "diffusers": d,
+            "ratio": {k: o[k] / d[k] for k in o},
+            "target_ratio": 1.05,
+            "agree": diff < 1e-4,
+            "raw": times,
+        }
+    ]
 
 
 def bench_latent(size: dict) -> list[dict]:
@@ -331,6 +493,7 @@ def bench_latent(size: dict) -> list[dict]:
             opt.zero_grad()
             loss.backward()
             opt.step()
+
         return step
 
     steps = {k: step_fn(n) for k, n in nets.items()}
@@ -338,26 +501,44 @@ def bench_latent(size: dict) -> list[dict]:
         fn()  # warm-up
     times, _ = interleaved(steps, repeats + 2)
     o, d = medians(times["latent"], invert=True), medians(times["pixel"], invert=True)
-    rows = [{"benchmark": "latent", "metric": "training steps/s: latents (ours column) vs pixels (diffusers column)",
-             "setting": f"UNet2DConditionModel {num_params(nets['latent']):,} / {num_params(nets['pixel']):,} params, "
-                        f"batch {B}, median of {repeats + 2}", "ours": o, "diffusers": d,
-             "ratio": {k: o[k] / d[k] for k in o}, "raw": times}]
+    rows = [
+        {
+            "benchmark": "latent",
+            "metric": "training steps/s: latents (ours column) vs pixels (diffusers column)",
+            "setting": f"UNet2DConditionModel {num_params(nets['latent']):,} / {num_params(nets['pixel']):,} params, "
+            f"batch {B}, median of {repeats + 2}",
+            "ours": o,
+            "diffusers": d,
+            "ratio": {k: o[k] / d[k] for k in o},
+            "raw": times,
+        }
+    ]
 
     def sample(kind):
         net = nets[kind].eval()
 
         def run():
             with torch.no_grad():
-                z = denoise(net, make_scheduler("ddim"), cond[:4], cond[:4] * 0, 4.0, S,
-                            torch.Generator().manual_seed(0))
+                z = denoise(
+                    net, make_scheduler("ddim"), cond[:4], cond[:4] * 0, 4.0, S, torch.Generator().manual_seed(0)
+                )
                 return vae.decode(z).sample if kind == "latent" else z
+
         return run
 
     times, _ = interleaved({"latent": sample("latent"), "pixel": sample("pixel")}, repeats)
     o, d = medians(times["latent"], per=4), medians(times["pixel"], per=4)
-    rows.append({"benchmark": "latent", "metric": "s per image, DDIM with CFG: latents + decoder vs pixels",
-                 "setting": f"{S} steps, g = 4, 4 images, median of {repeats}", "ours": o, "diffusers": d,
-                 "ratio": {k: o[k] / d[k] for k in o}, "raw": times})
+    rows.append(
+        {
+            "benchmark": "latent",
+            "metric": "s per image, DDIM with CFG: latents + decoder vs pixels",
+            "setting": f"{S} steps, g = 4, 4 images, median of {repeats}",
+            "ours": o,
+            "diffusers": d,
+            "ratio": {k: o[k] / d[k] for k in o},
+            "raw": times,
+        }
+    )
     return rows
 
 
@@ -373,8 +554,11 @@ def fmt(value) -> str:
 
 def markdown(rows: list[dict]) -> str:
     lines = ["| benchmark | metric | setting | ours | diffusers | ours / diffusers |", "|---|---|---|---|---|---|"]
-    lines += [f"| {r['benchmark']} | {r['metric']} | {r['setting']} | {fmt(r['ours'])} | {fmt(r['diffusers'])} "
-              f"| {fmt(r['ratio'])} |" for r in rows]
+    lines += [
+        f"| {r['benchmark']} | {r['metric']} | {r['setting']} | {fmt(r['ours'])} | {fmt(r['diffusers'])} "
+        f"| {fmt(r['ratio'])} |"
+        for r in rows
+    ]
     return "\n".join(lines)
 
 
@@ -385,8 +569,12 @@ def main() -> None:
     parser.add_argument("--max-minutes", type=float, default=60.0, help="convergence: training budget (default 60)")
     parser.add_argument("--eval-every", type=int, default=None, help="convergence: steps between evaluations")
     parser.add_argument("--eval-samples", type=int, default=None, help="convergence: samples per evaluation")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch CPU threads (default: torch's choice); use 1 on a machine busy with other jobs")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch CPU threads (default: torch's choice); use 1 on a machine busy with other jobs",
+    )
     args = parser.parse_args()
     chosen = [b.strip() for b in args.only.split(",") if b.strip()]
     if not chosen or any(b not in BENCHMARKS for b in chosen):
@@ -396,10 +584,17 @@ def main() -> None:
     size = dict(SIZES["quick" if args.quick else "full"])
     size |= {k: v for k, v in (("eval_every", args.eval_every), ("eval_samples", args.eval_samples)) if v}
 
-    meta = {"started": datetime.now(timezone.utc).isoformat(timespec="seconds"), "quick": args.quick,
-            "torch": torch.__version__, "diffusers": diffusers.__version__, "python": platform.python_version(),
-            "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "sizes": size,
-            "load_avg_start": os.getloadavg()}
+    meta = {
+        "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "quick": args.quick,
+        "torch": torch.__version__,
+        "diffusers": diffusers.__version__,
+        "python": platform.python_version(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "sizes": size,
+        "load_avg_start": os.getloadavg(),
+    }
     rows = []
     for name in chosen:
         print(f"running {name} ...", flush=True)
@@ -418,10 +613,12 @@ def main() -> None:
     meta["load_avg_end"] = os.getloadavg()
 
     print("\n" + markdown(rows))
-    print(f"\nWall-clock seconds, process CPU seconds in brackets. torch {meta['torch']}, diffusers "
-          f"{meta['diffusers']}, {meta['torch_threads']} thread(s), {meta['cpu_count']} cores, load average "
-          f"{meta['load_avg_start'][0]:.1f} -> {meta['load_avg_end'][0]:.1f}."
-          + (" --quick: sizes too small to mean anything." if args.quick else ""))
+    print(
+        f"\nWall-clock seconds, process CPU seconds in brackets. torch {meta['torch']}, diffusers "
+        f"{meta['diffusers']}, {meta['torch_threads']} thread(s), {meta['cpu_count']} cores, load average "
+        f"{meta['load_avg_start'][0]:.1f} -> {meta['load_avg_end'][0]:.1f}."
+        + (" --quick: sizes too small to mean anything." if args.quick else "")
+    )
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     path = RESULTS_DIR / f"{stamp}-{'-'.join(chosen)}{'-quick' if args.quick else ''}.json"

@@ -37,13 +37,21 @@ def main() -> None:
     loss_fn = diffusion_loss_fn(get_schedule("linear", 1000), process_generator(settings.seed + 1))
     result = train(UNet(UNetConfig()), loss_fn, (x,), device="cpu", progress=False, **settings.train_kwargs())
     if result.is_main_process:
-        print(json.dumps({"processes": result.num_processes, "threads_per_process": torch.get_num_threads(),
-                          "steps": args.steps, "global_batch": settings.batch_size,
-                          "train_wall_s": round(result.wall_time_s, 2),
-                          "s_per_step": round(result.wall_time_s / max(args.steps, 1), 4),
-                          "script_wall_s": round(time.perf_counter() - start, 2),
-                          "mean_loss_last_10": sum(result.losses[-10:]) / len(result.losses[-10:]),
-                          "cpu": platform.processor() or platform.machine()}))
+        print(
+            json.dumps(
+                {
+                    "processes": result.num_processes,
+                    "threads_per_process": torch.get_num_threads(),
+                    "steps": args.steps,
+                    "global_batch": settings.batch_size,
+                    "train_wall_s": round(result.wall_time_s, 2),
+                    "s_per_step": round(result.wall_time_s / max(args.steps, 1), 4),
+                    "script_wall_s": round(time.perf_counter() - start, 2),
+                    "mean_loss_last_10": sum(result.losses[-10:]) / len(result.losses[-10:]),
+                    "cpu": platform.processor() or platform.machine(),
+                }
+            )
+        )
 
 
 if __name__ == "__main__":

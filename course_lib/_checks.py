@@ -21,8 +21,10 @@ def check_same_shape(name_a: str, a: Tensor, name_b: str, b: Tensor) -> None:
 def check_timesteps(t: Tensor, batch_size: int, num_timesteps: int) -> Tensor:
     """Validate integer timesteps of shape [B] in 0 ... T-1 and return them as int64."""
     if not isinstance(t, Tensor):
-        raise ValueError(f"t must be an int64 tensor of shape [B], got {type(t).__name__}; "
-                         "use torch.full((B,), t) for a single step.")
+        raise ValueError(
+            f"t must be an int64 tensor of shape [B], got {type(t).__name__}; "
+            "use torch.full((B,), t) for a single step."
+        )
     if t.is_floating_point() or t.dtype == torch.bool:
         raise ValueError(f"t must hold integer timesteps, got dtype {t.dtype}; use `t.long()`.")
     if t.ndim != 1 or t.shape[0] != batch_size:

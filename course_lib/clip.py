@@ -24,10 +24,22 @@ from torch import Tensor
 from .text import MAX_LENGTH, tokenize
 
 TINY_CLIP = dict(  # about 0.3 M parameters per tower; 32x32 images in 4x4 patches (64 patches + CLS)
-    text=dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2,
-              max_position_embeddings=MAX_LENGTH),
-    vision=dict(image_size=32, patch_size=4, num_channels=3, hidden_size=64, intermediate_size=128,
-                num_hidden_layers=2, num_attention_heads=2),
+    text=dict(
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        max_position_embeddings=MAX_LENGTH,
+    ),
+    vision=dict(
+        image_size=32,
+        patch_size=4,
+        num_channels=3,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+    ),
     projection_dim=64,
 )
 
@@ -36,21 +48,32 @@ def tiny_clip_config(tokenizer, sizes: dict = TINY_CLIP):
     """A ``CLIPConfig`` for ``tokenizer``'s vocabulary: its BOS, EOS (the pooled token) and padding ids."""
     from transformers import CLIPConfig, CLIPTextConfig, CLIPVisionConfig
 
-    ids = dict(vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-               pad_token_id=tokenizer.pad_token_id)
-    return CLIPConfig(text_config=CLIPTextConfig(**sizes["text"], **ids).to_dict(),
-                      vision_config=CLIPVisionConfig(**sizes["vision"]).to_dict(),
-                      projection_dim=sizes["projection_dim"])
+    ids = dict(
+        vocab_size=len(tokenizer),
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    return CLIPConfig(
+        text_config=CLIPTextConfig(**sizes["text"], **ids).to_dict(),
+        vision_config=CLIPVisionConfig(**sizes["vision"]).to_dict(),
+        projection_dim=sizes["projection_dim"],
+    )
 
 
-def embed(model, tokenizer=None, images: Tensor | None = None, prompts: Sequence[str] | None = None,
-          batch_size: int = 512) -> tuple[Tensor | None, Tensor | None]:
+def embed(
+    model, tokenizer=None, images: Tensor | None = None, prompts: Sequence[str] | None = None, batch_size: int = 512
+) -> tuple[Tensor | None, Tensor | None]:
     """Unit-length embeddings ``[N, projection_dim]`` of images (``[N, 3, 32, 32]`` in [-1, 1]) and/or prompts."""
     image_emb = text_emb = None
     with torch.no_grad():
         if images is not None:
-            image_emb = torch.cat([_as_tensor(model.get_image_features(pixel_values=images[i:i + batch_size]))
-                                   for i in range(0, len(images), batch_size)])
+            image_emb = torch.cat(
+                [
+                    _as_tensor(model.get_image_features(pixel_values=images[i : i + batch_size]))
+                    for i in range(0, len(images), batch_size)
+                ]
+            )
             image_emb = F.normalize(image_emb, dim=-1)
         if prompts is not None:
             tokens = tokenize(tokenizer, list(prompts))
@@ -74,6 +97,7 @@ def contrastive_loss(image_emb: Tensor, text_emb: Tensor, logit_scale: Tensor) -
 
 def clip_loss_fn():
     """``loss_fn(model, (input_ids, attention_mask, images))`` for ``trainer.train``."""
+
     def loss_fn(model, batch) -> Tensor:
         input_ids, attention_mask, images = batch
         image_emb = _as_tensor(model.get_image_features(pixel_values=images))
@@ -103,6 +127,7 @@ def zero_shot_attributes(model, tokenizer, images: Tensor, captions: Sequence[st
     """Zero-shot accuracy per attribute: for each image, the caption is rewritten with every value of one attribute
     (the other three kept) and CLIP's most similar version must be the true one."""
     from .data import ATTRIBUTES, caption, parse_caption
+
     image_emb, _ = embed(model, images=images)
     parsed = [parse_caption(c) for c in captions]
     report = {}
@@ -148,6 +173,8 @@ def load_clip(name: str = "tiny_clip"):
     model = CLIPModel(CLIPConfig.from_dict(entry["config"]))
     missing, unexpected = model.load_state_dict(state, strict=False)
     if unexpected or [k for k in missing if not k.endswith("position_ids")]:
-        raise ValueError(f"{name}: the checkpoint does not fit CLIPModel ({missing[:3]} missing, {unexpected[:3]} "
-                         "unexpected); re-create it with `python -m course_lib.train tiny_clip`.")
+        raise ValueError(
+            f"{name}: the checkpoint does not fit CLIPModel ({missing[:3]} missing, {unexpected[:3]} "
+            "unexpected); re-create it with `python -m course_lib.train tiny_clip`."
+        )
     return model.eval()

@@ -39,7 +39,7 @@ def shifted_copies(images: Tensor, copies: int, max_shift: int, generator: torch
     out = []
     for _ in range(copies):
         dx, dy = torch.randint(0, 2 * max_shift + 1, (2,), generator=generator).tolist()
-        out.append(pad[..., dy:dy + h, dx:dx + w])
+        out.append(pad[..., dy : dy + h, dx : dx + w])
     return torch.cat(out)
 
 
@@ -52,8 +52,9 @@ def clip_distance(clip, images: Tensor, text_emb: Tensor) -> Tensor:
     return 1 - (emb * text_emb.to(emb)).sum(-1)
 
 
-def clip_latent_loss(clip, vae, text_emb: Tensor, augmentations: int = 0, max_shift: int = 2,
-                     generator: torch.Generator | None = None):
+def clip_latent_loss(
+    clip, vae, text_emb: Tensor, augmentations: int = 0, max_shift: int = 2, generator: torch.Generator | None = None
+):
     """``loss_fn(x0_hat) -> [B]`` for ``LossGuidance``: 1 - cos(CLIP image embedding of the decoded x0_hat, text).
 
     Args:
@@ -80,9 +81,18 @@ def clip_latent_loss(clip, vae, text_emb: Tensor, augmentations: int = 0, max_sh
     return loss_fn
 
 
-def clip_guided_generate(pipe, clip, prompts: Sequence[str], clip_prompts: Sequence[str], clip_scale: float,
-                         guidance_scale: float = 1.0, num_inference_steps: int = 20, augmentations: int = 0,
-                         generator: torch.Generator | None = None, latents: Tensor | None = None) -> Tensor:
+def clip_guided_generate(
+    pipe,
+    clip,
+    prompts: Sequence[str],
+    clip_prompts: Sequence[str],
+    clip_scale: float,
+    guidance_scale: float = 1.0,
+    num_inference_steps: int = 20,
+    augmentations: int = 0,
+    generator: torch.Generator | None = None,
+    latents: Tensor | None = None,
+) -> Tensor:
     """Sample ``prompts`` with the pipeline's scheduler, each steered towards its ``clip_prompts`` by CLIP guidance.
 
     The U-Net is conditioned on ``prompts`` (``""`` for the unconditional model; a partial prompt such as
@@ -95,8 +105,10 @@ def clip_guided_generate(pipe, clip, prompts: Sequence[str], clip_prompts: Seque
 
     scheduler, unet, vae = pipe.scheduler, pipe.unet, pipe.vae
     if float(scheduler.init_noise_sigma) != 1.0:
-        raise ValueError(f"CLIP guidance here needs a scheduler whose model input is z_t (DDPM or DDIM); "
-                         f"{type(scheduler).__name__} scales it. Use text_to_image.make_scheduler('ddim').")
+        raise ValueError(
+            f"CLIP guidance here needs a scheduler whose model input is z_t (DDPM or DDIM); "
+            f"{type(scheduler).__name__} scales it. Use text_to_image.make_scheduler('ddim')."
+        )
     if len(prompts) == 0:
         raise ValueError("no prompts given; pass a list of at least one prompt ('' is the unconditional model).")
     if isinstance(clip_prompts, str) or len(clip_prompts) != len(prompts):

@@ -21,8 +21,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 
-def cross_attention(x: Tensor, context: Tensor, w_q: Tensor, w_k: Tensor, w_v: Tensor, w_out: Tensor,
-                    b_out: Tensor | None, heads: int) -> tuple[Tensor, Tensor]:
+def cross_attention(
+    x: Tensor, context: Tensor, w_q: Tensor, w_k: Tensor, w_v: Tensor, w_out: Tensor, b_out: Tensor | None, heads: int
+) -> tuple[Tensor, Tensor]:
     """Multi-head cross-attention from image features to text tokens.
 
     Args:
@@ -48,10 +49,20 @@ def cross_attention_of(attn, x: Tensor, context: Tensor) -> tuple[Tensor, Tensor
     """``cross_attention`` with the weights of a diffusers ``Attention`` module (``attn2`` of a transformer block)."""
     for name in ("to_q", "to_k", "to_v"):
         if getattr(attn, name).bias is not None:
-            raise ValueError(f"this Attention has a bias in {name}; cross_attention takes bias-free projections "
-                             "(as Stable Diffusion's are).")
-    return cross_attention(x, context, attn.to_q.weight, attn.to_k.weight, attn.to_v.weight,
-                           attn.to_out[0].weight, attn.to_out[0].bias, attn.heads)
+            raise ValueError(
+                f"this Attention has a bias in {name}; cross_attention takes bias-free projections "
+                "(as Stable Diffusion's are)."
+            )
+    return cross_attention(
+        x,
+        context,
+        attn.to_q.weight,
+        attn.to_k.weight,
+        attn.to_v.weight,
+        attn.to_out[0].weight,
+        attn.to_out[0].bias,
+        attn.heads,
+    )
 
 
 class _RecordingProcessor:
@@ -63,13 +74,21 @@ class _RecordingProcessor:
 
         self.name, self.maps, self.default = name, maps, AttnProcessor()
 
-    def __call__(self, attn, hidden_states: Tensor, encoder_hidden_states: Tensor | None = None,
-                 attention_mask: Tensor | None = None, temb: Tensor | None = None, **kwargs) -> Tensor:
+    def __call__(
+        self,
+        attn,
+        hidden_states: Tensor,
+        encoder_hidden_states: Tensor | None = None,
+        attention_mask: Tensor | None = None,
+        temb: Tensor | None = None,
+        **kwargs,
+    ) -> Tensor:
         if encoder_hidden_states is None or not self.name.endswith("attn2.processor"):
             return self.default(attn, hidden_states, encoder_hidden_states, attention_mask, temb)
         if attention_mask is not None or hidden_states.ndim != 3:
-            raise ValueError("the recorder handles unmasked cross-attention on [B, N, C] features, as in Stable "
-                             "Diffusion's U-Net.")
+            raise ValueError(
+                "the recorder handles unmasked cross-attention on [B, N, C] features, as in Stable Diffusion's U-Net."
+            )
         out, weights = cross_attention_of(attn, hidden_states, encoder_hidden_states)
         self.maps.setdefault(self.name, []).append(weights.detach().cpu())
         return attn.to_out[1](out) / attn.rescale_output_factor  # dropout (identity in eval), then the usual rescale
@@ -103,7 +122,7 @@ def word_maps(maps: dict, size: int = 8, batch_slice: slice | None = None) -> Te
         for weights in calls:
             w = weights if batch_slice is None else weights[batch_slice]
             b, _, n, length = w.shape
-            side = int(round(n ** 0.5))
+            side = int(round(n**0.5))
             m = w.mean(1).transpose(1, 2).reshape(b, length, side, side)
             m = F.interpolate(m, size=(size, size), mode="bilinear", align_corners=False)
             total, count = (m if total is None else total + m), count + 1
@@ -115,8 +134,10 @@ def attention_on_object(maps: Tensor, masks: Tensor) -> Tensor:
     ``[B, 1, H, W]`` (bool), the mean of the map inside the mask over its mean everywhere, averaged over B -> ``[L]``.
     1 means the token attends to the object no more than to the background; above 1, it looks at the object."""
     if maps.ndim != 4 or masks.ndim != 4 or len(maps) != len(masks):
-        raise ValueError(f"expected maps [B, L, s, s] and masks [B, 1, H, W] of the same B, got {tuple(maps.shape)} "
-                         f"and {tuple(masks.shape)}.")
+        raise ValueError(
+            f"expected maps [B, L, s, s] and masks [B, 1, H, W] of the same B, got {tuple(maps.shape)} "
+            f"and {tuple(masks.shape)}."
+        )
     up = F.interpolate(maps, size=masks.shape[-2:], mode="bilinear", align_corners=False)
     inside = (up * masks).flatten(2).sum(-1) / masks.flatten(2).sum(-1).clamp_min(1)
     return (inside / up.flatten(2).mean(-1).clamp_min(1e-12)).mean(0)

@@ -52,8 +52,13 @@ def _resize(images: Tensor, image_size: int) -> Tensor:
     """Bilinear resize of ``[N, C, H, W]`` images in [-1, 1] to ``image_size`` (antialiased when shrinking)."""
     if images.shape[-1] == image_size:
         return images
-    out = F.interpolate(images, size=(image_size, image_size), mode="bilinear", align_corners=False,
-                        antialias=image_size < images.shape[-1])
+    out = F.interpolate(
+        images,
+        size=(image_size, image_size),
+        mode="bilinear",
+        align_corners=False,
+        antialias=image_size < images.shape[-1],
+    )
     return out.clamp_(-1.0, 1.0)  # both filters are convex combinations; this only removes rounding error
 
 
@@ -70,15 +75,18 @@ def _box_muller(u1: Tensor, u2: Tensor) -> Tensor:
 
 # --- digits (scikit-learn) ---------------------------------------------------------------------------
 
+
 @functools.lru_cache(maxsize=1)
 def _digits_arrays() -> tuple[np.ndarray, np.ndarray]:
     from sklearn.datasets import load_digits
+
     bunch = load_digits()
     return bunch.images.astype(np.float32), bunch.target.astype(np.int64)
 
 
-def digits(split: Literal["train", "test", "all"] = "train", image_size: int = 16,
-           test_fraction: float = 0.2, seed: int = 0) -> tuple[Tensor, Tensor]:
+def digits(
+    split: Literal["train", "test", "all"] = "train", image_size: int = 16, test_fraction: float = 0.2, seed: int = 0
+) -> tuple[Tensor, Tensor]:
     """Real handwritten digits from scikit-learn, as images in [-1, 1].
 
     Args:
@@ -98,11 +106,14 @@ def digits(split: Literal["train", "test", "all"] = "train", image_size: int = 1
     _check_int("seed", seed, 0)
     raw, target = _digits_arrays()
     if not isinstance(test_fraction, float) or not 10 <= math.ceil(test_fraction * len(raw)) <= len(raw) - 10:
-        raise ValueError(f"test_fraction must be a float with at least 10 images (one per class) on each side "
-                         f"of the split of {len(raw)}, i.e. roughly 0.006 to 0.99; got {test_fraction!r}. Try 0.2.")
+        raise ValueError(
+            f"test_fraction must be a float with at least 10 images (one per class) on each side "
+            f"of the split of {len(raw)}, i.e. roughly 0.006 to 0.99; got {test_fraction!r}. Try 0.2."
+        )
     index = np.arange(len(raw))
     if split != "all":
         from sklearn.model_selection import train_test_split
+
         train_idx, test_idx = train_test_split(index, test_size=test_fraction, stratify=target, random_state=seed)
         index = np.sort(train_idx if split == "train" else test_idx)
     images = torch.from_numpy(raw[index]).unsqueeze(1) / 8.0 - 1.0
@@ -110,6 +121,7 @@ def digits(split: Literal["train", "test", "all"] = "train", image_size: int = 1
 
 
 # --- 2D toy sets ---------------------------------------------------------------------------------------
+
 
 def _swiss_roll(u: Tensor) -> Tensor:
     t = 1.5 * math.pi * (1.0 + 2.0 * u)
@@ -130,7 +142,10 @@ def _eight_centres(u: Tensor) -> Tensor:
 
 
 _TOY_CURVES: dict[str, Callable[[Tensor], Tensor]] = {
-    "swiss_roll": _swiss_roll, "moons": _moons, "8gaussians": _eight_centres}
+    "swiss_roll": _swiss_roll,
+    "moons": _moons,
+    "8gaussians": _eight_centres,
+}
 
 
 @functools.lru_cache(maxsize=None)
@@ -140,8 +155,9 @@ def _toy_moments(name: str) -> tuple[Tensor, Tensor]:
     return grid.mean(dim=0), grid.var(dim=0).mean().sqrt()
 
 
-def toy2d(name: Literal["swiss_roll", "moons", "8gaussians"], n: int = 2000, seed: int = 0,
-          noise: float = 0.1) -> Tensor:
+def toy2d(
+    name: Literal["swiss_roll", "moons", "8gaussians"], n: int = 2000, seed: int = 0, noise: float = 0.1
+) -> Tensor:
     """2D toy distribution: a noiseless curve (or 8 points) plus isotropic Gaussian noise.
 
     Scaling: the noiseless set is centred at its population mean and divided by ONE scalar, its population
@@ -177,8 +193,9 @@ def mixture_means(num_classes: int = 4, radius: float = 1.25) -> Tensor:
     return (radius * torch.stack([torch.cos(angle), torch.sin(angle)], dim=-1)).float()
 
 
-def gaussian_mixture(n: int = 2000, num_classes: int = 4, seed: int = 0, radius: float = 1.25,
-                     std: float = 0.3) -> tuple[Tensor, Tensor]:
+def gaussian_mixture(
+    n: int = 2000, num_classes: int = 4, seed: int = 0, radius: float = 1.25, std: float = 0.3
+) -> tuple[Tensor, Tensor]:
     """Labelled equal-weight mixture of isotropic Gaussians with means on a circle (guidance chapter).
 
     With the defaults (4 classes) neighbouring means are 5.9 stds apart, so the nearest mean
@@ -209,8 +226,14 @@ def gaussian_mixture(n: int = 2000, num_classes: int = 4, seed: int = 0, radius:
 # --- coloured shapes with captions -------------------------------------------------------------------
 
 SHAPES = ("circle", "square", "triangle", "cross", "star", "heart")
-COLOUR_RGB = {"red": (230, 40, 40), "green": (40, 190, 60), "blue": (50, 100, 240),
-              "yellow": (240, 220, 40), "purple": (170, 70, 220), "cyan": (40, 210, 220)}  # 0..255
+COLOUR_RGB = {
+    "red": (230, 40, 40),
+    "green": (40, 190, 60),
+    "blue": (50, 100, 240),
+    "yellow": (240, 220, 40),
+    "purple": (170, 70, 220),
+    "cyan": (40, 210, 220),
+}  # 0..255
 COLOURS = tuple(COLOUR_RGB)
 SIZES = ("small", "large")
 POSITIONS = ("top left", "top right", "bottom left", "bottom right", "center")
@@ -222,8 +245,7 @@ _JITTER_SIZE, _JITTER_POSITION = 0.1, 0.03  # relative radius jitter, centre jit
 # Captions read "a <size> <colour> <shape> at the <position>". Word id 0 pads, so "" (all padding) is the
 # null prompt of classifier-free guidance; "sks" is never drawn, a free identifier for DreamBooth.
 RARE_WORDS = ("sks",)
-VOCAB = ("<pad>", "a", "at", "the", *SIZES, *COLOURS, *SHAPES, "top", "bottom", "left", "right", "center",
-         *RARE_WORDS)
+VOCAB = ("<pad>", "a", "at", "the", *SIZES, *COLOURS, *SHAPES, "top", "bottom", "left", "right", "center", *RARE_WORDS)
 _WORD_ID = {word: i for i, word in enumerate(VOCAB)}
 
 
@@ -235,6 +257,7 @@ def _triangle(u: Tensor, v: Tensor) -> Tensor:
 def _star(u: Tensor, v: Tensor) -> Tensor:  # six-pointed: an up and a down triangle
     def up(v_: Tensor) -> Tensor:
         return (v_ >= -0.5) & (math.sqrt(3.0) * u.abs() + v_ <= 1.0)
+
     return up(v) | up(-v)
 
 
@@ -253,8 +276,9 @@ _INSIDE: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
 }
 
 
-def _render(shape: Tensor, colour: Tensor, radius: Tensor, centre: Tensor, image_size: int,
-            supersample: int = 4) -> Tensor:
+def _render(
+    shape: Tensor, colour: Tensor, radius: Tensor, centre: Tensor, image_size: int, supersample: int = 4
+) -> Tensor:
     """Draw one shape per image: ``[N]`` indices, radius ``[N]`` and centre ``[N, 2]`` (x, y) in pixels.
 
     Anti-aliased by evaluating the inside test on a ``supersample``-times finer grid and averaging.
@@ -275,14 +299,19 @@ def _render(shape: Tensor, colour: Tensor, radius: Tensor, centre: Tensor, image
     return background + cover * (rgb[colour].view(-1, 3, 1, 1) - background)
 
 
-def _render_jittered(shape: Tensor, colour: Tensor, size: Tensor, position: Tensor, u: Tensor,
-                     image_size: int) -> Tensor:
+def _render_jittered(
+    shape: Tensor, colour: Tensor, size: Tensor, position: Tensor, u: Tensor, image_size: int
+) -> Tensor:
     """Draw ``[N]`` attribute indices with the world's jitter, from uniforms ``u`` ``[N, 3]`` (radius, x, y):
     the radius varies by +-``_JITTER_SIZE`` relative, the centre by +-``_JITTER_POSITION`` of the side."""
     radius = torch.tensor(_SIZE_RADIUS)[size] * (1.0 + _JITTER_SIZE * (2.0 * u[:, 0] - 1.0)).float() * image_size
     centre = (torch.tensor(_POSITION_XY)[position] + (_JITTER_POSITION * (2.0 * u[:, 1:] - 1.0)).float()) * image_size
-    return torch.cat([_render(shape[i:i + 256], colour[i:i + 256], radius[i:i + 256], centre[i:i + 256], image_size)
-                      for i in range(0, len(shape), 256)])
+    return torch.cat(
+        [
+            _render(shape[i : i + 256], colour[i : i + 256], radius[i : i + 256], centre[i : i + 256], image_size)
+            for i in range(0, len(shape), 256)
+        ]
+    )
 
 
 def render_shape(shape: str, colour: str, size: str, position: str, image_size: int = 32) -> Tensor:
@@ -292,9 +321,15 @@ def render_shape(shape: str, colour: str, size: str, position: str, image_size: 
     Returns: float32 ``[3, S, S]`` in [-1, 1] on a black background.
     """
     _check_int("image_size", image_size, 16, 512)
-    s, c, z, p = (vocab.index(_check_choice(name, value, vocab)) for name, value, vocab in [
-        ("shape", shape, SHAPES), ("colour", colour, COLOURS), ("size", size, SIZES),
-        ("position", position, POSITIONS)])
+    s, c, z, p = (
+        vocab.index(_check_choice(name, value, vocab))
+        for name, value, vocab in [
+            ("shape", shape, SHAPES),
+            ("colour", colour, COLOURS),
+            ("size", size, SIZES),
+            ("position", position, POSITIONS),
+        ]
+    )
     centre, radius = torch.tensor([_POSITION_XY[p]]) * image_size, torch.tensor([_SIZE_RADIUS[z] * image_size])
     return _render(torch.tensor([s]), torch.tensor([c]), radius, centre, image_size)[0]
 
@@ -307,12 +342,23 @@ def caption(shape: int, colour: int, size: int, position: int) -> str:
 def parse_caption(text: str) -> dict[str, int]:
     """Inverse of ``caption``: attribute indices ``{"shape", "colour", "size", "position"}`` of a caption."""
     match = re.fullmatch(r"a (\w+) (\w+) (\w+) at the (.+)", text.strip())
-    if match is None or match[1] not in SIZES or match[2] not in COLOURS or match[3] not in SHAPES \
-            or match[4] not in POSITIONS:
-        raise ValueError(f"cannot parse caption {text!r}: expected 'a <size> <colour> <shape> at the <position>' "
-                         f"with size in {SIZES}, colour in {COLOURS}, shape in {SHAPES}, position in {POSITIONS}.")
-    return {"shape": SHAPES.index(match[3]), "colour": COLOURS.index(match[2]),
-            "size": SIZES.index(match[1]), "position": POSITIONS.index(match[4])}
+    if (
+        match is None
+        or match[1] not in SIZES
+        or match[2] not in COLOURS
+        or match[3] not in SHAPES
+        or match[4] not in POSITIONS
+    ):
+        raise ValueError(
+            f"cannot parse caption {text!r}: expected 'a <size> <colour> <shape> at the <position>' "
+            f"with size in {SIZES}, colour in {COLOURS}, shape in {SHAPES}, position in {POSITIONS}."
+        )
+    return {
+        "shape": SHAPES.index(match[3]),
+        "colour": COLOURS.index(match[2]),
+        "size": SIZES.index(match[1]),
+        "position": POSITIONS.index(match[4]),
+    }
 
 
 @dataclass(frozen=True)
@@ -327,8 +373,13 @@ class ShapesData:
     captions: tuple[str, ...]
 
 
-def shapes(n: int, seed: int = 0, image_size: int = 32, include_shapes: Sequence[str] = SHAPES,
-           include_colours: Sequence[str] = COLOURS) -> ShapesData:
+def shapes(
+    n: int,
+    seed: int = 0,
+    image_size: int = 32,
+    include_shapes: Sequence[str] = SHAPES,
+    include_colours: Sequence[str] = COLOURS,
+) -> ShapesData:
     """Procedural dataset: one coloured shape per image on a black background, with a caption.
 
     Attributes are drawn uniformly and independently; the radius is jittered by +-10 % and the centre by
@@ -348,8 +399,9 @@ def shapes(n: int, seed: int = 0, image_size: int = 32, include_shapes: Sequence
     _check_int("seed", seed, 0)
     _check_int("image_size", image_size, 16, 512)
     shape_ids = torch.tensor([SHAPES.index(_check_choice("include_shapes item", s, SHAPES)) for s in include_shapes])
-    colour_ids = torch.tensor([COLOURS.index(_check_choice("include_colours item", c, COLOURS))
-                               for c in include_colours])
+    colour_ids = torch.tensor(
+        [COLOURS.index(_check_choice("include_colours item", c, COLOURS)) for c in include_colours]
+    )
     if len(shape_ids) == 0 or len(colour_ids) == 0:
         raise ValueError("include_shapes and include_colours must each name at least one value; pass e.g. SHAPES.")
     u = _uniform_rows(n, 7, seed)
@@ -386,29 +438,35 @@ def encode_captions(captions: Sequence[str], max_len: int = 12) -> Tensor:
             raise ValueError(f"unknown word {unknown[0]!r} in caption {text!r}; the vocabulary is {VOCAB[1:]}.")
         if len(words) > max_len:
             raise ValueError(f"caption {text!r} has {len(words)} words, more than max_len={max_len}; raise max_len.")
-        ids[row, :len(words)] = torch.tensor([_WORD_ID[w] for w in words], dtype=torch.int64)
+        ids[row, : len(words)] = torch.tensor([_WORD_ID[w] for w in words], dtype=torch.int64)
     return ids
 
 
 def decode_caption(ids: Tensor) -> str:
     """Inverse of ``encode_captions`` for one row: int64 ``[L]`` word ids -> caption (padding dropped)."""
     if ids.ndim != 1 or ids.dtype != torch.int64 or (len(ids) and not 0 <= ids.min() <= ids.max() < len(VOCAB)):
-        raise ValueError(f"ids must be an int64 [L] tensor with values in 0..{len(VOCAB) - 1}, got dtype "
-                         f"{ids.dtype}, shape {tuple(ids.shape)}; pass one row, e.g. encode_captions([c])[0].")
+        raise ValueError(
+            f"ids must be an int64 [L] tensor with values in 0..{len(VOCAB) - 1}, got dtype "
+            f"{ids.dtype}, shape {tuple(ids.shape)}; pass one row, e.g. encode_captions([c])[0]."
+        )
     return " ".join(VOCAB[i] for i in ids.tolist() if i != 0)
 
 
 # --- torchvision datasets (gpu profile) ---------------------------------------------------------------
 
 # name -> (torchvision class, files' folder under root, offline alternative)
-_TORCHVISION = {"mnist": ("MNIST", "MNIST/raw", "course_lib.data.digits()"),
-                "fashion_mnist": ("FashionMNIST", "FashionMNIST/raw", "course_lib.data.digits()"),
-                "cifar10": ("CIFAR10", "cifar-10-batches-py", "course_lib.data.shapes()")}
+_TORCHVISION = {
+    "mnist": ("MNIST", "MNIST/raw", "course_lib.data.digits()"),
+    "fashion_mnist": ("FashionMNIST", "FashionMNIST/raw", "course_lib.data.digits()"),
+    "cifar10": ("CIFAR10", "cifar-10-batches-py", "course_lib.data.shapes()"),
+}
 
 
-def _torchvision(name: str, split: str, root: str | os.PathLike | None, image_size: int | None,
-                 download: bool) -> tuple[Tensor, Tensor]:
+def _torchvision(
+    name: str, split: str, root: str | os.PathLike | None, image_size: int | None, download: bool
+) -> tuple[Tensor, Tensor]:
     import torchvision.datasets
+
     cls_name, folder, alternative = _TORCHVISION[name]
     _check_choice("split", split, ("train", "test"))
     if image_size is not None:
@@ -422,7 +480,8 @@ def _torchvision(name: str, split: str, root: str | os.PathLike | None, image_si
             f"on embedded data: use {alternative} instead. To use {name}, fetch it on a machine with network "
             f"(torchvision.datasets.{cls_name}(root, download=True)) and copy the files to {root / folder}, or "
             f"point COURSE_DATA_DIR (or root=) at the folder that contains {folder}. "
-            f"Cause: {type(err).__name__}: {err}") from err
+            f"Cause: {type(err).__name__}: {err}"
+        ) from err
     data = torch.as_tensor(ds.data)  # uint8: [N, H, W] (MNIST) or [N, H, W, 3] (CIFAR-10)
     images = data.unsqueeze(1) if data.ndim == 3 else data.permute(0, 3, 1, 2)
     images = images.float() / 127.5 - 1.0
@@ -430,8 +489,12 @@ def _torchvision(name: str, split: str, root: str | os.PathLike | None, image_si
     return (images if image_size is None else _resize(images, image_size)), labels
 
 
-def mnist(split: Literal["train", "test"] = "train", root: str | os.PathLike | None = None,
-          image_size: int | None = None, download: bool = True) -> tuple[Tensor, Tensor]:
+def mnist(
+    split: Literal["train", "test"] = "train",
+    root: str | os.PathLike | None = None,
+    image_size: int | None = None,
+    download: bool = True,
+) -> tuple[Tensor, Tensor]:
     """MNIST via torchvision: float32 ``[N, 1, S, S]`` in [-1, 1] (S = 28 unless ``image_size``), int64 ``[N]``.
 
     ``root`` defaults to ``$COURSE_DATA_DIR`` or ``~/.cache/course_lib/data``. Raises
@@ -440,14 +503,22 @@ def mnist(split: Literal["train", "test"] = "train", root: str | os.PathLike | N
     return _torchvision("mnist", split, root, image_size, download)
 
 
-def fashion_mnist(split: Literal["train", "test"] = "train", root: str | os.PathLike | None = None,
-                  image_size: int | None = None, download: bool = True) -> tuple[Tensor, Tensor]:
+def fashion_mnist(
+    split: Literal["train", "test"] = "train",
+    root: str | os.PathLike | None = None,
+    image_size: int | None = None,
+    download: bool = True,
+) -> tuple[Tensor, Tensor]:
     """Fashion-MNIST via torchvision; same contract as ``mnist``."""
     return _torchvision("fashion_mnist", split, root, image_size, download)
 
 
-def cifar10(split: Literal["train", "test"] = "train", root: str | os.PathLike | None = None,
-            image_size: int | None = None, download: bool = True) -> tuple[Tensor, Tensor]:
+def cifar10(
+    split: Literal["train", "test"] = "train",
+    root: str | os.PathLike | None = None,
+    image_size: int | None = None,
+    download: bool = True,
+) -> tuple[Tensor, Tensor]:
     """CIFAR-10 via torchvision: float32 ``[N, 3, S, S]`` in [-1, 1] (S = 32 unless ``image_size``), int64 ``[N]``.
 
     Same root and errors as ``mnist``; the offline alternative is ``shapes()``.
@@ -456,11 +527,16 @@ def cifar10(split: Literal["train", "test"] = "train", root: str | os.PathLike |
 
 
 _LOADERS: dict[str, Callable[..., tuple[Tensor, Tensor]]] = {
-    "digits": digits, "mnist": mnist, "fashion_mnist": fashion_mnist, "cifar10": cifar10}
+    "digits": digits,
+    "mnist": mnist,
+    "fashion_mnist": fashion_mnist,
+    "cifar10": cifar10,
+}
 
 
-def load(name: Literal["digits", "mnist", "fashion_mnist", "cifar10"], split: str = "train",
-         image_size: int | None = None) -> tuple[Tensor, Tensor]:
+def load(
+    name: Literal["digits", "mnist", "fashion_mnist", "cifar10"], split: str = "train", image_size: int | None = None
+) -> tuple[Tensor, Tensor]:
     """Labelled image dataset by name, e.g. ``load(pick(quick="digits", cpu="digits", gpu="mnist"))``.
 
     Returns ``(images, labels)``: float32 ``[N, C, S, S]`` in [-1, 1] and int64 ``[N]``. ``image_size=None``

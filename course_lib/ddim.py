@@ -38,6 +38,7 @@ Spacing = Literal["leading", "trailing", "linspace", "quadratic"]
 
 # --- the step (Eqs. 12 and 16) -------------------------------------------------------------------------
 
+
 def _alpha_bar(schedule: Schedule, t: int, alpha_bar_final: float) -> float:
     return alpha_bar_final if t < 0 else schedule.alpha_bar[t].item()
 
@@ -47,14 +48,26 @@ def ddim_sigma(alpha_bar_t: float, alpha_bar_prev: float, eta: float) -> float:
     if eta < 0:
         raise ValueError(f"eta must be >= 0 (0: deterministic DDIM, 1: DDPM's beta_tilde), got {eta}.")
     if not 0 < alpha_bar_t <= alpha_bar_prev <= 1:
-        raise ValueError(f"need 0 < alpha_bar_t <= alpha_bar_prev <= 1 (a step towards the data), got "
-                         f"alpha_bar_t={alpha_bar_t:.6g}, alpha_bar_prev={alpha_bar_prev:.6g}.")
+        raise ValueError(
+            f"need 0 < alpha_bar_t <= alpha_bar_prev <= 1 (a step towards the data), got "
+            f"alpha_bar_t={alpha_bar_t:.6g}, alpha_bar_prev={alpha_bar_prev:.6g}."
+        )
     return eta * math.sqrt((1 - alpha_bar_prev) / (1 - alpha_bar_t) * (1 - alpha_bar_t / alpha_bar_prev))
 
 
-def ddim_step(eps: Tensor, xt: Tensor, t: int, t_prev: int, schedule: Schedule, *, eta: float = 0.0,
-              noise: Tensor | None = None, generator: torch.Generator | None = None, clip_x0: bool = False,
-              alpha_bar_final: float = 1.0) -> SampleStep:
+def ddim_step(
+    eps: Tensor,
+    xt: Tensor,
+    t: int,
+    t_prev: int,
+    schedule: Schedule,
+    *,
+    eta: float = 0.0,
+    noise: Tensor | None = None,
+    generator: torch.Generator | None = None,
+    clip_x0: bool = False,
+    alpha_bar_final: float = 1.0,
+) -> SampleStep:
     """One DDIM step (Eq. 12) from index t to index t_prev.
 
     Args:
@@ -73,25 +86,27 @@ def ddim_step(eps: Tensor, xt: Tensor, t: int, t_prev: int, schedule: Schedule, 
     T = schedule.num_timesteps
     t, t_prev = int(t), int(t_prev)
     if not 0 <= t < T or not -1 <= t_prev < T or t_prev == t:
-        raise ValueError(f"need t in 0 ... {T - 1} and t_prev in -1 ... {T - 1}, t_prev != t; got t={t}, "
-                         f"t_prev={t_prev}.")
+        raise ValueError(
+            f"need t in 0 ... {T - 1} and t_prev in -1 ... {T - 1}, t_prev != t; got t={t}, t_prev={t_prev}."
+        )
     if t_prev > t and eta != 0:
         raise ValueError(f"an inversion step (t_prev={t_prev} > t={t}) needs eta = 0, got eta={eta}.")
     ab_t, ab_prev = _alpha_bar(schedule, t, alpha_bar_final), _alpha_bar(schedule, t_prev, alpha_bar_final)
-    x0_hat = (xt - math.sqrt(1 - ab_t) * eps) / math.sqrt(ab_t)                        # Eq. 12, "predicted x0"
+    x0_hat = (xt - math.sqrt(1 - ab_t) * eps) / math.sqrt(ab_t)  # Eq. 12, "predicted x0"
     if clip_x0:
         x0_hat = x0_hat.clamp(-1, 1)
-    sigma = ddim_sigma(ab_t, ab_prev, eta) if t_prev < t else 0.0                      # Eq. 16
+    sigma = ddim_sigma(ab_t, ab_prev, eta) if t_prev < t else 0.0  # Eq. 16
     x = math.sqrt(ab_prev) * x0_hat + math.sqrt(max(1 - ab_prev - sigma**2, 0.0)) * eps  # Eq. 12, "direction to x_t"
     if sigma > 0:
         if noise is None:
             noise = torch.randn(xt.shape, generator=generator, dtype=xt.dtype).to(xt.device)
         check_same_shape("noise", noise, "xt", xt)
-        x = x + sigma * noise                                                          # Eq. 12, random noise
+        x = x + sigma * noise  # Eq. 12, random noise
     return SampleStep(t, x, x0_hat)
 
 
 # --- which steps: tau ----------------------------------------------------------------------------------
+
 
 def ddim_timesteps(num_timesteps: int, num_steps: int, spacing: Spacing = "leading") -> list[int]:
     """A sampling schedule tau: ``num_steps`` strictly decreasing indices in 0 ... T-1.
@@ -142,11 +157,12 @@ def karras_sigmas(num_steps: int, sigma_min: float, sigma_max: float, rho: float
     if not isinstance(num_steps, int) or num_steps < 2:
         raise ValueError(f"num_steps must be an int >= 2 (the two ends sigma_max and sigma_min), got {num_steps!r}.")
     if not 0 < sigma_min < sigma_max or rho <= 0:
-        raise ValueError(f"need 0 < sigma_min < sigma_max and rho > 0, got sigma_min={sigma_min}, "
-                         f"sigma_max={sigma_max}, rho={rho}.")
+        raise ValueError(
+            f"need 0 < sigma_min < sigma_max and rho > 0, got sigma_min={sigma_min}, sigma_max={sigma_max}, rho={rho}."
+        )
     ramp = torch.arange(num_steps, dtype=torch.float64) / (num_steps - 1)
     lo, hi = sigma_min ** (1 / rho), sigma_max ** (1 / rho)
-    return (hi + ramp * (lo - hi)) ** rho                                           # Eq. 5 of Karras et al.
+    return (hi + ramp * (lo - hi)) ** rho  # Eq. 5 of Karras et al.
 
 
 def timesteps_for_sigmas(sigmas: Tensor | Sequence[float], schedule: Schedule) -> list[int]:
@@ -163,29 +179,47 @@ def timesteps_for_sigmas(sigmas: Tensor | Sequence[float], schedule: Schedule) -
     if s.numel() == 0 or bool((s[1:] >= s[:-1]).any()):
         raise ValueError(f"sigmas must be a non-empty, strictly decreasing list, got {s.tolist()[:5]}.")
     if float(s.max()) > float(grid[-1]) * (1 + 1e-9) or float(s.min()) < float(grid[0]) * (1 - 1e-9):
-        raise ValueError(f"sigmas must lie in [{grid[0].item():.4g}, {grid[-1].item():.4g}], the range of the "
-                         f"schedule's sigma_t, got [{s.min().item():.4g}, {s.max().item():.4g}].")
+        raise ValueError(
+            f"sigmas must lie in [{grid[0].item():.4g}, {grid[-1].item():.4g}], the range of the "
+            f"schedule's sigma_t, got [{s.min().item():.4g}, {s.max().item():.4g}]."
+        )
     taus = (s[:, None] - grid[None]).abs().argmin(1).tolist()
     if len(set(taus)) < len(taus):
-        raise ValueError(f"{len(taus)} noise levels round to only {len(set(taus))} distinct indices of T = "
-                         f"{len(grid)}; use fewer steps.")
+        raise ValueError(
+            f"{len(taus)} noise levels round to only {len(set(taus))} distinct indices of T = "
+            f"{len(grid)}; use fewer steps."
+        )
     return taus
 
 
 def _check_tau(timesteps: Sequence[int], T: int) -> list[int]:
     taus = [int(t) for t in timesteps]
     if not taus or any(a <= b for a, b in zip(taus, taus[1:])) or taus[0] >= T or taus[-1] < 0:
-        raise ValueError(f"timesteps must be a non-empty, strictly decreasing list of indices in 0 ... {T - 1}, "
-                         f"got {taus[:5]}{'...' if len(taus) > 5 else ''}; build one with ddim_timesteps(T, S).")
+        raise ValueError(
+            f"timesteps must be a non-empty, strictly decreasing list of indices in 0 ... {T - 1}, "
+            f"got {taus[:5]}{'...' if len(taus) > 5 else ''}; build one with ddim_timesteps(T, S)."
+        )
     return taus
 
 
 # --- the samplers --------------------------------------------------------------------------------------
 
-def ddim_sample_loop(model: Callable[..., Tensor], shape: tuple[int, ...], schedule: Schedule,
-                     timesteps: Sequence[int], *, eta: float = 0.0, generator: torch.Generator | None = None,
-                     device: torch.device | str = "cpu", x_T: Tensor | None = None, clip_x0: bool = False,
-                     alpha_bar_final: float = 1.0, progress: bool = True, **model_kwargs) -> Iterator[SampleStep]:
+
+def ddim_sample_loop(
+    model: Callable[..., Tensor],
+    shape: tuple[int, ...],
+    schedule: Schedule,
+    timesteps: Sequence[int],
+    *,
+    eta: float = 0.0,
+    generator: torch.Generator | None = None,
+    device: torch.device | str = "cpu",
+    x_T: Tensor | None = None,
+    clip_x0: bool = False,
+    alpha_bar_final: float = 1.0,
+    progress: bool = True,
+    **model_kwargs,
+) -> Iterator[SampleStep]:
     """DDIM sampling (Song et al. Eq. 12 over tau), yielding every step.
 
     Starts from x_T ~ N(0, I) (or ``x_T``) at index timesteps[0]; step i goes from timesteps[i] to timesteps[i+1],
@@ -197,19 +231,27 @@ def ddim_sample_loop(model: Callable[..., Tensor], shape: tuple[int, ...], sched
     x = torch.randn(shape, generator=generator).to(device) if x_T is None else x_T.to(device)
     if tuple(x.shape) != tuple(shape):
         raise ValueError(f"x_T has shape {tuple(x.shape)}, expected {tuple(shape)}.")
-    for t, t_prev in tqdm(list(zip(taus, taus[1:] + [-1])), desc=f"DDIM sampling ({len(taus)} steps)",
-                          disable=not progress, leave=False):
+    for t, t_prev in tqdm(
+        list(zip(taus, taus[1:] + [-1])), desc=f"DDIM sampling ({len(taus)} steps)", disable=not progress, leave=False
+    ):
         with torch.no_grad():
             eps = model(x, torch.full((shape[0],), t, dtype=torch.long, device=device), **model_kwargs).float()
-        step = ddim_step(eps, x, t, t_prev, schedule, eta=eta, generator=generator, clip_x0=clip_x0,
-                         alpha_bar_final=alpha_bar_final)
+        step = ddim_step(
+            eps, x, t, t_prev, schedule, eta=eta, generator=generator, clip_x0=clip_x0, alpha_bar_final=alpha_bar_final
+        )
         x = step.x
         yield step
 
 
-def ddim_sample(model: Callable[..., Tensor], shape: tuple[int, ...], schedule: Schedule,
-                timesteps: Sequence[int], *, callback: Callable[[SampleStep], None] | None = None,
-                **kwargs) -> Tensor:
+def ddim_sample(
+    model: Callable[..., Tensor],
+    shape: tuple[int, ...],
+    schedule: Schedule,
+    timesteps: Sequence[int],
+    *,
+    callback: Callable[[SampleStep], None] | None = None,
+    **kwargs,
+) -> Tensor:
     """``ddim_sample_loop`` run to the end: returns x_0 [B, ...] (unclamped). ``callback(step)`` after every step."""
     x = None
     for step in ddim_sample_loop(model, shape, schedule, timesteps, **kwargs):
@@ -219,9 +261,16 @@ def ddim_sample(model: Callable[..., Tensor], shape: tuple[int, ...], schedule: 
     return x
 
 
-def ddim_invert(model: Callable[..., Tensor], x0: Tensor, schedule: Schedule, timesteps: Sequence[int], *,
-                progress: bool = True, callback: Callable[[SampleStep], None] | None = None,
-                **model_kwargs) -> Tensor:
+def ddim_invert(
+    model: Callable[..., Tensor],
+    x0: Tensor,
+    schedule: Schedule,
+    timesteps: Sequence[int],
+    *,
+    progress: bool = True,
+    callback: Callable[[SampleStep], None] | None = None,
+    **model_kwargs,
+) -> Tensor:
     """Run the deterministic DDIM process backwards, data -> noise: the x_T that ``ddim_sample`` (eta = 0, same
     timesteps) maps back to about ``x0``. Up to discretisation: the error falls as the steps get finer.
 
@@ -233,8 +282,9 @@ def ddim_invert(model: Callable[..., Tensor], x0: Tensor, schedule: Schedule, ti
     check_float("x0", x0)
     taus = _check_tau(timesteps, schedule.num_timesteps)[::-1]  # increasing
     x = x0
-    for t_from, t_to in tqdm(list(zip([-1] + taus[:-1], taus)), desc="DDIM inversion", disable=not progress,
-                             leave=False):
+    for t_from, t_to in tqdm(
+        list(zip([-1] + taus[:-1], taus)), desc="DDIM inversion", disable=not progress, leave=False
+    ):
         if t_from < 0:  # at the data eps is undefined; the first step is x_t = sqrt(ab) x0 + sqrt(1 - ab) eps(x0, t)
             with torch.no_grad():
                 eps = model(x, torch.full((x.shape[0],), t_to, dtype=torch.long, device=x.device), **model_kwargs)
@@ -252,6 +302,7 @@ def ddim_invert(model: Callable[..., Tensor], x0: Tensor, schedule: Schedule, ti
 
 
 # --- between two noises --------------------------------------------------------------------------------
+
 
 def slerp(x_a: Tensor, x_b: Tensor, alpha: float | Tensor) -> Tensor:
     """Spherical interpolation per example: sin((1-a) theta)/sin(theta) x_a + sin(a theta)/sin(theta) x_b.

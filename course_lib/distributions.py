@@ -43,6 +43,7 @@ def sum_except_batch(x: Tensor) -> Tensor:
 
 # --- KL divergence --------------------------------------------------------------------------------
 
+
 def normal_kl(mean1: Tensor, logvar1: Tensor, mean2: Tensor, logvar2: Tensor) -> Tensor:
     """KL( N(mean1, exp(logvar1)) || N(mean2, exp(logvar2)) ) per element, in nats.
 
@@ -54,8 +55,9 @@ def normal_kl(mean1: Tensor, logvar1: Tensor, mean2: Tensor, logvar2: Tensor) ->
         Tensor of the broadcast shape, nats per element.
     """
     _check_broadcast(mean1=mean1, logvar1=logvar1, mean2=mean2, logvar2=logvar2)
-    return 0.5 * (logvar2 - logvar1 + torch.exp(logvar1 - logvar2)
-                  + (mean1 - mean2) ** 2 * torch.exp(-logvar2) - 1.0)  # Kingma & Welling 2014, App. B
+    return 0.5 * (
+        logvar2 - logvar1 + torch.exp(logvar1 - logvar2) + (mean1 - mean2) ** 2 * torch.exp(-logvar2) - 1.0
+    )  # Kingma & Welling 2014, App. B
 
 
 def standard_normal_kl(mean: Tensor, logvar: Tensor) -> Tensor:
@@ -64,13 +66,19 @@ def standard_normal_kl(mean: Tensor, logvar: Tensor) -> Tensor:
     This is the VAE's rate term when the prior is p(z) = N(0, I) (Kingma & Welling 2014, App. B).
     """
     _check_broadcast(mean=mean, logvar=logvar)
-    return 0.5 * (mean ** 2 + torch.exp(logvar) - 1.0 - logvar)
+    return 0.5 * (mean**2 + torch.exp(logvar) - 1.0 - logvar)
 
 
 # --- sampling ---------------------------------------------------------------------------------------
 
-def randn(shape: tuple[int, ...] | torch.Size, *, generator: torch.Generator | None = None,
-          device: torch.device | str | None = None, dtype: torch.dtype = torch.float32) -> Tensor:
+
+def randn(
+    shape: tuple[int, ...] | torch.Size,
+    *,
+    generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> Tensor:
     """Standard normal noise of ``shape``, drawn on the generator's device and moved to ``device``.
 
     Drawing where the generator lives (as diffusers' ``randn_tensor`` does) makes a seeded CPU generator
@@ -80,8 +88,9 @@ def randn(shape: tuple[int, ...] | torch.Size, *, generator: torch.Generator | N
     return torch.randn(tuple(shape), generator=generator, device=draw_on, dtype=dtype).to(device)
 
 
-def reparameterize(mean: Tensor, logvar: Tensor, noise: Tensor | None = None, *,
-                   generator: torch.Generator | None = None) -> Tensor:
+def reparameterize(
+    mean: Tensor, logvar: Tensor, noise: Tensor | None = None, *, generator: torch.Generator | None = None
+) -> Tensor:
     """Draw z ~ N(mean, exp(logvar)) as z = mean + exp(logvar / 2) * eps with eps ~ N(0, I).
 
     Kingma & Welling 2014, Sec. 2.4: the randomness sits in eps, which does not depend on (mean, logvar),
@@ -102,6 +111,7 @@ def reparameterize(mean: Tensor, logvar: Tensor, noise: Tensor | None = None, *,
 
 
 # --- likelihoods ------------------------------------------------------------------------------------
+
 
 def gaussian_log_likelihood(x: Tensor, mean: Tensor, logvar: Tensor) -> Tensor:
     """log N(x; mean, exp(logvar)) per element, in nats: -1/2 [log 2 pi + logvar + (x - mean)^2 / exp(logvar)].
@@ -124,8 +134,10 @@ def bernoulli_log_likelihood(x: Tensor, logits: Tensor) -> Tensor:
     """
     _check_broadcast(x=x, logits=logits)
     if x.numel() and (float(x.min()) < 0.0 or float(x.max()) > 1.0):
-        raise ValueError(f"Bernoulli targets must lie in [0, 1], got [{float(x.min()):.3g}, {float(x.max()):.3g}]; "
-                         "map images in [-1, 1] with (x + 1) / 2.")
+        raise ValueError(
+            f"Bernoulli targets must lie in [0, 1], got [{float(x.min()):.3g}, {float(x.max()):.3g}]; "
+            "map images in [-1, 1] with (x + 1) / 2."
+        )
     return x * torch.nn.functional.logsigmoid(logits) + (1.0 - x) * torch.nn.functional.logsigmoid(-logits)
 
 
@@ -176,19 +188,22 @@ def discretized_gaussian_log_likelihood(x: Tensor, mean: Tensor, logvar: Tensor,
             raise ValueError(f"x must lie in [-1, 1], got [{float(x.min()):.3g}, {float(x.max()):.3g}].")
         off_grid = float((quantize(x, num_bins) - x).abs().max())
         if off_grid > 1e-4:
-            raise ValueError(f"x must lie on the {num_bins} levels of quantize() (off by up to {off_grid:.3g}); "
-                             "call course_lib.distributions.quantize(x) first.")
+            raise ValueError(
+                f"x must lie on the {num_bins} levels of quantize() (off by up to {off_grid:.3g}); "
+                "call course_lib.distributions.quantize(x) first."
+            )
     half_width = 1.0 / (num_bins - 1)
     inv_std = torch.exp(-0.5 * logvar)
     lower = (x - half_width - mean) * inv_std
     upper = (x + half_width - mean) * inv_std
     interior = _log_cdf_difference(lower, upper)
-    first_bin = torch.special.log_ndtr(upper)   # P(X < x + half_width)
-    last_bin = torch.special.log_ndtr(-lower)   # P(X > x - half_width)
+    first_bin = torch.special.log_ndtr(upper)  # P(X < x + half_width)
+    last_bin = torch.special.log_ndtr(-lower)  # P(X > x - half_width)
     return torch.where(x < -1.0 + half_width, first_bin, torch.where(x > 1.0 - half_width, last_bin, interior))
 
 
 # --- units ------------------------------------------------------------------------------------------
+
 
 def nats_to_bits_per_dim(nats: Tensor | float, num_dims: int) -> Tensor | float:
     """Convert a total negative log-likelihood in nats (per example) to bits per dimension: nats / (D ln 2).

@@ -34,8 +34,10 @@ def subject_captions(n: int, colour: str = SUBJECT_COLOUR, seed: int = 0) -> lis
     g = torch.Generator().manual_seed(seed)
     sizes = torch.randint(len(SIZES), (n,), generator=g)
     positions = torch.randperm(len(POSITIONS) * ((n + len(POSITIONS) - 1) // len(POSITIONS)), generator=g)[:n]
-    return [f"a {SIZES[z]} {colour} {HELD_OUT_SHAPE} at the {POSITIONS[p % len(POSITIONS)]}"
-            for z, p in zip(sizes.tolist(), positions.tolist())]
+    return [
+        f"a {SIZES[z]} {colour} {HELD_OUT_SHAPE} at the {POSITIONS[p % len(POSITIONS)]}"
+        for z, p in zip(sizes.tolist(), positions.tolist())
+    ]
 
 
 def dreambooth_loss_fn(alphas_cumprod: Tensor, prior_weight: float = 1.0, generator: torch.Generator | None = None):
@@ -62,8 +64,13 @@ def dreambooth_loss_fn(alphas_cumprod: Tensor, prior_weight: float = 1.0, genera
     return loss_fn
 
 
-def dreambooth_data(pipe, subject_images: Tensor, prior_images: Tensor, instance_prompt: str = INSTANCE_PROMPT,
-                    class_prompts: str | Sequence[str] = CLASS_PROMPT) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+def dreambooth_data(
+    pipe,
+    subject_images: Tensor,
+    prior_images: Tensor,
+    instance_prompt: str = INSTANCE_PROMPT,
+    class_prompts: str | Sequence[str] = CLASS_PROMPT,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """The four tensors ``dreambooth_loss_fn`` reads, one row per prior image: the subject's latents (its few images
     repeated to the prior set's length), the instance prompt's states, the prior images' latents, their prompts'
     states. ``class_prompts``: the class prompt of every prior image (Ruiz et al.), or one prompt per prior image
@@ -108,9 +115,18 @@ def subject_scores(judge, images: Tensor, prompts: Sequence[str]) -> dict[str, f
     return scores
 
 
-def train_dreambooth(pipe, data: tuple[Tensor, Tensor, Tensor, Tensor], prior_weight: float = 1.0, rank: int = 4,
-                     steps: int = 300, lr: float = 3e-3, batch_size: int = 8, targets: Sequence[str] | None = None,
-                     seed: int = 0, progress: bool = False):
+def train_dreambooth(
+    pipe,
+    data: tuple[Tensor, Tensor, Tensor, Tensor],
+    prior_weight: float = 1.0,
+    rank: int = 4,
+    steps: int = 300,
+    lr: float = 3e-3,
+    batch_size: int = 8,
+    targets: Sequence[str] | None = None,
+    seed: int = 0,
+    progress: bool = False,
+):
     """LoRA-DreamBooth on ``pipe.unet`` in place (as diffusers' ``train_dreambooth_lora.py``): inject rank-``rank``
     LoRA layers into the attention projections (or ``targets``), freeze the rest, and train them on
     ``dreambooth_data``'s tensors with ``dreambooth_loss_fn`` (``batch_size`` subject and as many prior rows per
@@ -132,8 +148,13 @@ def subject_and_prior(pipe, n_subject: int = 5, n_prior: int = 64) -> tuple[Tens
     from .text_to_image import generate
 
     subject = render_captions(subject_captions(n_subject, seed=0), seed=3)
-    prior = generate(pipe, [CLASS_PROMPT] * n_prior, guidance_scale=1.0, num_inference_steps=20,
-                     generator=torch.Generator().manual_seed(1))
+    prior = generate(
+        pipe,
+        [CLASS_PROMPT] * n_prior,
+        guidance_scale=1.0,
+        num_inference_steps=20,
+        generator=torch.Generator().manual_seed(1),
+    )
     return subject, prior
 
 
@@ -145,8 +166,15 @@ def mean_pairwise_distance(images: Tensor) -> float:
     return torch.pdist(images.flatten(1).float()).mean().item()
 
 
-def evaluate_dreambooth(pipe, judge, ordinary_prompts: Sequence[str], samples: int = 32, guidance_scale: float = 4.0,
-                        num_inference_steps: int = 20, seed: int = 7) -> tuple[dict[str, float], dict[str, Tensor]]:
+def evaluate_dreambooth(
+    pipe,
+    judge,
+    ordinary_prompts: Sequence[str],
+    samples: int = 32,
+    guidance_scale: float = 4.0,
+    num_inference_steps: int = 20,
+    seed: int = 7,
+) -> tuple[dict[str, float], dict[str, Tensor]]:
     """DreamBooth's questions, answered by the judge (``samples`` images per subject prompt, same seeds for every
     model):
 
@@ -163,17 +191,20 @@ def evaluate_dreambooth(pipe, judge, ordinary_prompts: Sequence[str], samples: i
     from .text_to_image import generate
 
     def draw(prompts):
-        return generate(pipe, list(prompts), guidance_scale, num_inference_steps,
-                        generator=torch.Generator().manual_seed(seed))
+        return generate(
+            pipe, list(prompts), guidance_scale, num_inference_steps, generator=torch.Generator().manual_seed(seed)
+        )
 
     position, blue = f"{INSTANCE_PROMPT} at the bottom right", f"a blue {INSTANCE_PROMPT.removeprefix('a ')}"
     images = {p: draw([p] * samples) for p in (INSTANCE_PROMPT, position, blue, CLASS_PROMPT)}
     recontext = subject_scores(judge, images[position], [position] * samples)
     prop = subject_scores(judge, images[blue], [blue] * samples)
-    scores = {"fidelity": subject_scores(judge, images[INSTANCE_PROMPT], [INSTANCE_PROMPT] * samples)["shape"],
-              "recontext": recontext["all"],
-              "property": prop["all"],
-              "class_to_subject": subject_scores(judge, images[CLASS_PROMPT], [CLASS_PROMPT] * samples)["shape"],
-              "diversity": mean_pairwise_distance(images[INSTANCE_PROMPT]),
-              "ordinary": adherence(judge, draw(ordinary_prompts), list(ordinary_prompts))["all"]}
+    scores = {
+        "fidelity": subject_scores(judge, images[INSTANCE_PROMPT], [INSTANCE_PROMPT] * samples)["shape"],
+        "recontext": recontext["all"],
+        "property": prop["all"],
+        "class_to_subject": subject_scores(judge, images[CLASS_PROMPT], [CLASS_PROMPT] * samples)["shape"],
+        "diversity": mean_pairwise_distance(images[INSTANCE_PROMPT]),
+        "ordinary": adherence(judge, draw(ordinary_prompts), list(ordinary_prompts))["all"],
+    }
     return scores, images

@@ -13,8 +13,9 @@ from ._checks import check_float, check_same_shape, check_timesteps
 from .schedules import Schedule, extract
 
 
-def q_sample(x0: Tensor, t: Tensor, schedule: Schedule, noise: Tensor | None = None,
-             generator: torch.Generator | None = None) -> Tensor:
+def q_sample(
+    x0: Tensor, t: Tensor, schedule: Schedule, noise: Tensor | None = None, generator: torch.Generator | None = None
+) -> Tensor:
     """Draw x_t ~ q(x_t | x_0) = N(sqrt(alpha_bar_t) x_0, (1 - alpha_bar_t) I). Eq. 4 of Ho et al.
 
     Args:

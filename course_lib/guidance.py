@@ -40,11 +40,14 @@ def _check_labels(y: Tensor | None, num_classes: int, what: str) -> Tensor:
     if y is None:
         raise ValueError(f"{what} needs labels: call the guided model as model(x, t, y=labels), labels int64 [B].")
     if not isinstance(y, Tensor) or y.dtype != torch.long or y.ndim != 1:
-        raise ValueError(f"y must be an int64 tensor [B] of labels, got {getattr(y, 'dtype', type(y))} "
-                         f"{tuple(getattr(y, 'shape', ()))}.")
+        raise ValueError(
+            f"y must be an int64 tensor [B] of labels, got {getattr(y, 'dtype', type(y))} "
+            f"{tuple(getattr(y, 'shape', ()))}."
+        )
     if y.numel() and (int(y.min()) < 0 or int(y.max()) >= num_classes):
-        raise ValueError(f"labels must lie in 0 ... {num_classes - 1}, got values from {int(y.min())} to "
-                         f"{int(y.max())}.")
+        raise ValueError(
+            f"labels must lie in 0 ... {num_classes - 1}, got values from {int(y.min())} to {int(y.max())}."
+        )
     return y
 
 
@@ -60,13 +63,16 @@ def _null_label(model: EpsModel, null_label: int | None) -> int:
     config = getattr(model, "config", None)
     num_classes = getattr(config, "num_classes", None)
     if num_classes is None:
-        raise ValueError("classifier-free guidance needs a model trained with a null label: a course_lib UNet with "
-                         "UNetConfig(num_classes=K) (label K is the null label), or pass null_label=<index> for "
-                         "another model. This model has none (unconditional, or not a course_lib UNet).")
+        raise ValueError(
+            "classifier-free guidance needs a model trained with a null label: a course_lib UNet with "
+            "UNetConfig(num_classes=K) (label K is the null label), or pass null_label=<index> for "
+            "another model. This model has none (unconditional, or not a course_lib UNet)."
+        )
     return int(num_classes)
 
 
 # --- classifier-free guidance ---------------------------------------------------------------------------
+
 
 def drop_labels(y: Tensor, p_uncond: float, null_label: int, generator: torch.Generator | None = None) -> Tensor:
     """Ho & Salimans Algorithm 1, line 3: each label is replaced by the null label with probability p_uncond."""
@@ -120,8 +126,8 @@ class ClassifierFreeGuidance:
 
 # --- classifier guidance --------------------------------------------------------------------------------
 
-def classifier_log_prob_grad(classifier: Callable[[Tensor, Tensor], Tensor], x: Tensor, t: Tensor,
-                             y: Tensor) -> Tensor:
+
+def classifier_log_prob_grad(classifier: Callable[[Tensor, Tensor], Tensor], x: Tensor, t: Tensor, y: Tensor) -> Tensor:
     """grad_x log p_phi(y | x_t, t), one gradient per example [B, ...], through the classifier only.
 
     ``torch.autograd.grad`` of sum_i log p_phi(y_i | x_i): examples do not interact, so row i of the result is
@@ -131,7 +137,11 @@ def classifier_log_prob_grad(classifier: Callable[[Tensor, Tensor], Tensor], x: 
         x = x.detach().requires_grad_(True)
         logits = classifier(x, t)
         y = _check_labels(y, logits.shape[1], "classifier guidance")
-        log_p = F.log_softmax(logits.to(torch.promote_types(logits.dtype, torch.float32)), dim=1).gather(1, y[:, None]).sum()
+        log_p = (
+            F.log_softmax(logits.to(torch.promote_types(logits.dtype, torch.float32)), dim=1)
+            .gather(1, y[:, None])
+            .sum()
+        )
         (grad,) = torch.autograd.grad(log_p, x)
     return grad
 
@@ -155,9 +165,16 @@ class ClassifierGuidance:
             ``ddpm_sample``): the wrapper is then called with original indices and looks up its step's constants.
     """
 
-    def __init__(self, model: EpsModel, classifier: Callable[[Tensor, Tensor], Tensor], schedule: Schedule,
-                 scale: float, algorithm: str = "ddim", variance: str = "fixed_small",
-                 model_timesteps: "list[int] | None" = None):
+    def __init__(
+        self,
+        model: EpsModel,
+        classifier: Callable[[Tensor, Tensor], Tensor],
+        schedule: Schedule,
+        scale: float,
+        algorithm: str = "ddim",
+        variance: str = "fixed_small",
+        model_timesteps: "list[int] | None" = None,
+    ):
         if algorithm not in ("ddim", "ddpm"):
             raise ValueError(f"algorithm must be 'ddim' (Algorithm 2) or 'ddpm' (Algorithm 1), got {algorithm!r}.")
         if variance not in ("fixed_small", "fixed_large"):
@@ -168,8 +185,10 @@ class ClassifierGuidance:
         self.index = None
         if model_timesteps is not None:
             if len(model_timesteps) != schedule.num_timesteps:
-                raise ValueError(f"model_timesteps must give one original index per step of the schedule "
-                                 f"({schedule.num_timesteps}), got {len(model_timesteps)}.")
+                raise ValueError(
+                    f"model_timesteps must give one original index per step of the schedule "
+                    f"({schedule.num_timesteps}), got {len(model_timesteps)}."
+                )
             self.index = {int(o): i for i, o in enumerate(model_timesteps)}
 
     def eps_coefficient(self, t: Tensor) -> Tensor:
@@ -196,6 +215,7 @@ class ClassifierGuidance:
 
 # --- guidance in a limited interval of noise levels -------------------------------------------------------
 
+
 class GuidanceInterval:
     """Use the guided model only for code indices t_min <= t <= t_max, the unguided one elsewhere.
 
@@ -213,8 +233,10 @@ class GuidanceInterval:
 
     def __init__(self, guided: EpsModel, unguided: EpsModel, t_min: int, t_max: int):
         if not (isinstance(t_min, int) and isinstance(t_max, int) and 0 <= t_min <= t_max):
-            raise ValueError(f"the interval must be two ints 0 <= t_min <= t_max (code indices, both included), "
-                             f"got t_min={t_min!r}, t_max={t_max!r}.")
+            raise ValueError(
+                f"the interval must be two ints 0 <= t_min <= t_max (code indices, both included), "
+                f"got t_min={t_min!r}, t_max={t_max!r}."
+            )
         self.guided, self.unguided, self.t_min, self.t_max = guided, unguided, t_min, t_max
 
     def __call__(self, x: Tensor, t: Tensor, **kwargs) -> Tensor:
@@ -228,6 +250,7 @@ class GuidanceInterval:
 
 
 # --- loss guidance --------------------------------------------------------------------------------------
+
 
 class LossGuidance:
     """Steer any eps-model with a differentiable loss on the predicted clean image x0_hat.
@@ -254,11 +277,20 @@ class LossGuidance:
         weighting: "snr" or "constant", see above.
     """
 
-    def __init__(self, model: EpsModel, schedule: Schedule, loss_fn: Callable[[Tensor], Tensor], scale: float,
-                 through_model: bool = False, weighting: str = "snr"):
+    def __init__(
+        self,
+        model: EpsModel,
+        schedule: Schedule,
+        loss_fn: Callable[[Tensor], Tensor],
+        scale: float,
+        through_model: bool = False,
+        weighting: str = "snr",
+    ):
         if weighting not in ("snr", "constant"):
-            raise ValueError(f"weighting must be 'snr' (s_t = s * SNR(t)) or 'constant' (s_t = s, Algorithm 2 as "
-                             f"written), got {weighting!r}.")
+            raise ValueError(
+                f"weighting must be 'snr' (s_t = s * SNR(t)) or 'constant' (s_t = s, Algorithm 2 as "
+                f"written), got {weighting!r}."
+            )
         self.model, self.schedule, self.loss_fn = model, schedule, loss_fn
         self.scale, self.through_model = _check_scale("scale", scale), bool(through_model)
         self.weighting = weighting
@@ -284,6 +316,7 @@ class LossGuidance:
 
 
 # --- a loss to guide with: the colour of an RGB image's foreground (chapter 5, loss guidance) ---------------
+
 
 def foreground_weights(images: Tensor) -> Tensor:
     """Soft foreground mask of images on a black background: [B, 3, H, W] in [-1, 1] -> [B, 1, H, W] in [0, 1].

@@ -43,10 +43,16 @@ class JudgeConfig:
         except (TypeError, ValueError):
             pairs = ()
         names = [name for name, _ in pairs]
-        if not pairs or not all(isinstance(n, str) for n in names) or len(set(names)) != len(names) \
-                or any(len(values) < 2 for _, values in pairs):
-            raise ValueError(f"attributes must be (name, values) pairs with distinct names and >= 2 values each, got "
-                             f"{self.attributes!r}; e.g. tuple(data.ATTRIBUTES.items()).")
+        if (
+            not pairs
+            or not all(isinstance(n, str) for n in names)
+            or len(set(names)) != len(names)
+            or any(len(values) < 2 for _, values in pairs)
+        ):
+            raise ValueError(
+                f"attributes must be (name, values) pairs with distinct names and >= 2 values each, got "
+                f"{self.attributes!r}; e.g. tuple(data.ATTRIBUTES.items())."
+            )
         object.__setattr__(self, "attributes", pairs)
 
     def to_dict(self) -> dict:
@@ -64,22 +70,35 @@ class ShapesJudge(nn.Module):
         self.config, w = config, config.width
         side = config.image_size // 8
         self.body = nn.Sequential(
-            nn.Conv2d(3, w, 3, padding=1), nn.GroupNorm(8, w), nn.SiLU(),
-            nn.Conv2d(w, 2 * w, 3, stride=2, padding=1), nn.GroupNorm(8, 2 * w), nn.SiLU(),
-            nn.Conv2d(2 * w, 2 * w, 3, stride=2, padding=1), nn.GroupNorm(8, 2 * w), nn.SiLU(),
-            nn.Conv2d(2 * w, 4 * w, 3, stride=2, padding=1), nn.GroupNorm(8, 4 * w), nn.SiLU(),
-            nn.Flatten(), nn.Linear(4 * w * side * side, config.feature_dim), nn.SiLU(),
+            nn.Conv2d(3, w, 3, padding=1),
+            nn.GroupNorm(8, w),
+            nn.SiLU(),
+            nn.Conv2d(w, 2 * w, 3, stride=2, padding=1),
+            nn.GroupNorm(8, 2 * w),
+            nn.SiLU(),
+            nn.Conv2d(2 * w, 2 * w, 3, stride=2, padding=1),
+            nn.GroupNorm(8, 2 * w),
+            nn.SiLU(),
+            nn.Conv2d(2 * w, 4 * w, 3, stride=2, padding=1),
+            nn.GroupNorm(8, 4 * w),
+            nn.SiLU(),
+            nn.Flatten(),
+            nn.Linear(4 * w * side * side, config.feature_dim),
+            nn.SiLU(),
         )
         self.attributes = dict(config.attributes)  # name -> the values its head's logits index, in head order
-        self.heads = nn.ModuleDict({name: nn.Linear(config.feature_dim, len(values))
-                                    for name, values in config.attributes})
+        self.heads = nn.ModuleDict(
+            {name: nn.Linear(config.feature_dim, len(values)) for name, values in config.attributes}
+        )
 
     def features(self, x: Tensor) -> Tensor:
         """Shared features ``[B, feature_dim]`` of images ``[B, 3, S, S]`` in [-1, 1]."""
         s = self.config.image_size
         if x.ndim != 4 or tuple(x.shape[1:]) != (3, s, s):
-            raise ValueError(f"the judge reads RGB images [B, 3, {s}, {s}] in [-1, 1], got {tuple(x.shape)}; "
-                             "resize with F.interpolate (and decode latents to images) first.")
+            raise ValueError(
+                f"the judge reads RGB images [B, 3, {s}, {s}] in [-1, 1], got {tuple(x.shape)}; "
+                "resize with F.interpolate (and decode latents to images) first."
+            )
         return self.body(x)
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
@@ -91,7 +110,7 @@ class ShapesJudge(nn.Module):
     @torch.no_grad()
     def predict(self, x: Tensor, batch_size: int = 512) -> dict[str, Tensor]:
         """Predicted attribute indices, int64 ``[B]`` each (into ``self.attributes[name]``: ``data.SHAPES``, ...)."""
-        outs = [self(x[i:i + batch_size]) for i in range(0, len(x), batch_size)]
+        outs = [self(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]
         return {name: torch.cat([o[name] for o in outs]).argmax(1) for name in self.heads}
 
     @classmethod
@@ -110,20 +129,24 @@ def judge_loss_fn(noise_std: float = 0.1, generator: torch.Generator | None = No
     int64 ``[B]`` in the judge's head order (2-D: shape, colour, size, position). Each image gets Gaussian pixel
     noise of a standard deviation drawn in [0, ``noise_std``], so that a generated image with a little grain is judged
     on its content, not its grain."""
+
     def loss_fn(model: ShapesJudge, batch) -> Tensor:
         x, *labels = batch
         sigma = noise_std * torch.rand(len(x), 1, 1, 1, generator=generator).to(x)
         logits = model(x + sigma * torch.randn(x.shape, generator=generator).to(x))
         if len(labels) != len(logits):
-            raise ValueError(f"the judge has {len(logits)} heads ({', '.join(logits)}) but the batch has {len(labels)} "
-                             "label tensors; pass (images, *labels) with one label tensor per head, in head order.")
+            raise ValueError(
+                f"the judge has {len(logits)} heads ({', '.join(logits)}) but the batch has {len(labels)} "
+                "label tensors; pass (images, *labels) with one label tensor per head, in head order."
+            )
         return sum(F.cross_entropy(z, y) for z, y in zip(logits.values(), labels))
 
     return loss_fn
 
 
-def prompt_attributes(captions: Sequence[str],
-                      parse: Callable[[str], dict[str, int]] = parse_caption) -> dict[str, Tensor]:
+def prompt_attributes(
+    captions: Sequence[str], parse: Callable[[str], dict[str, int]] = parse_caption
+) -> dict[str, Tensor]:
     """The attribute indices each caption asks for, int64 ``[N]`` per attribute (``parse``: ``data.parse_caption``
     for the 2-D world, ``shapes3d.parse_caption3d`` for the 3-D one)."""
     if isinstance(captions, str):
@@ -134,8 +157,9 @@ def prompt_attributes(captions: Sequence[str],
 
 
 @torch.no_grad()
-def adherence(judge: ShapesJudge, images: Tensor, captions: Sequence[str],
-              parse: Callable[[str], dict[str, int]] = parse_caption) -> dict[str, float]:
+def adherence(
+    judge: ShapesJudge, images: Tensor, captions: Sequence[str], parse: Callable[[str], dict[str, int]] = parse_caption
+) -> dict[str, float]:
     """Prompt adherence: the fraction of images whose judged attributes match their caption.
 
     Args:
@@ -153,8 +177,10 @@ def adherence(judge: ShapesJudge, images: Tensor, captions: Sequence[str],
         raise ValueError("no images to judge; pass at least one image and its caption.")
     want = prompt_attributes(captions, parse)
     if set(want) != set(judge.heads):
-        raise ValueError(f"the captions give {sorted(want)} but this judge reads {sorted(judge.heads)}; judge 3-D "
-                         "captions with judge3d.adherence3d and the shapes3d_judge, 2-D ones with the shapes_judge.")
+        raise ValueError(
+            f"the captions give {sorted(want)} but this judge reads {sorted(judge.heads)}; judge 3-D "
+            "captions with judge3d.adherence3d and the shapes3d_judge, 2-D ones with the shapes_judge."
+        )
     got = judge.predict(images.float().clamp(-1, 1))
     hits = {name: got[name].cpu() == want[name] for name in judge.heads}
     report = {name: hit.float().mean().item() for name, hit in hits.items()}

@@ -34,8 +34,10 @@ def load_judge3d(name: str = JUDGE3D_NAME, directory: str | Path | None = None) 
     ``ATTRIBUTES3D``'s."""
     judge = ShapesJudge.from_pretrained(name, directory)
     if judge.attributes != ATTRIBUTES3D:
-        raise ValueError(f"checkpoint {name!r} judges {sorted(judge.attributes)}, not the 3-D attributes "
-                         f"{sorted(ATTRIBUTES3D)}; for the 2-D world load ShapesJudge.from_pretrained().")
+        raise ValueError(
+            f"checkpoint {name!r} judges {sorted(judge.attributes)}, not the 3-D attributes "
+            f"{sorted(ATTRIBUTES3D)}; for the 2-D world load ShapesJudge.from_pretrained()."
+        )
     return judge
 
 

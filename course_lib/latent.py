@@ -22,9 +22,15 @@ import torch.nn.functional as F
 from torch import Tensor
 
 TINY_AUTOENCODER = dict(  # diffusers.AutoencoderKL keyword arguments; three levels: f = 2 ** (3 - 1) = 4
-    in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 3,
-    up_block_types=("UpDecoderBlock2D",) * 3, block_out_channels=(16, 32, 32), layers_per_block=1,
-    latent_channels=4, norm_num_groups=8, sample_size=32,
+    in_channels=3,
+    out_channels=3,
+    down_block_types=("DownEncoderBlock2D",) * 3,
+    up_block_types=("UpDecoderBlock2D",) * 3,
+    block_out_channels=(16, 32, 32),
+    layers_per_block=1,
+    latent_channels=4,
+    norm_num_groups=8,
+    sample_size=32,
 )
 KL_WEIGHT = 1e-4  # per latent element against a per-pixel squared error: small, as in latent diffusion
 
@@ -40,6 +46,7 @@ def autoencoder_loss_fn(kl_weight: float = KL_WEIGHT, generator: torch.Generator
     """``loss_fn(vae, (images,))`` for ``trainer.train``: mean squared error per pixel of a reconstruction from a
     sampled latent, plus ``kl_weight`` times the KL divergence to N(0, I) per latent element (Kingma & Welling's
     negative ELBO with a reweighted KL term)."""
+
     def loss_fn(vae, batch) -> Tensor:
         (x,) = batch
         posterior = vae.encode(x).latent_dist
@@ -52,12 +59,14 @@ def autoencoder_loss_fn(kl_weight: float = KL_WEIGHT, generator: torch.Generator
 
 
 @torch.no_grad()
-def latent_scaling_factor(vae, images: Tensor, batch_size: int = 256, generator: torch.Generator | None = None) -> float:
+def latent_scaling_factor(
+    vae, images: Tensor, batch_size: int = 256, generator: torch.Generator | None = None
+) -> float:
     """1 / (standard deviation of sampled latents of ``images``): what ``vae.config.scaling_factor`` should be, as
     Stable Diffusion's 0.18215 was measured on its training images."""
     zs = []
     for i in range(0, len(images), batch_size):
-        posterior = vae.encode(images[i:i + batch_size]).latent_dist
+        posterior = vae.encode(images[i : i + batch_size]).latent_dist
         zs.append(posterior.mean + posterior.std * torch.randn(posterior.mean.shape, generator=generator))
     return 1.0 / torch.cat(zs).std().item()
 
@@ -67,9 +76,11 @@ def encode(vae, images: Tensor, batch_size: int = 256) -> Tensor:
     """Scaled latents (the posterior means times ``vae.config.scaling_factor``) of images ``[N, 3, 32, 32]``."""
     size = vae.config.sample_size
     if images.ndim != 4 or tuple(images.shape[1:]) != (vae.config.in_channels, size, size):
-        raise ValueError(f"the autoencoder takes images [N, {vae.config.in_channels}, {size}, {size}] in [-1, 1], got "
-                         f"{tuple(images.shape)}; resize them first (F.interpolate).")
-    means = [vae.encode(images[i:i + batch_size]).latent_dist.mean for i in range(0, len(images), batch_size)]
+        raise ValueError(
+            f"the autoencoder takes images [N, {vae.config.in_channels}, {size}, {size}] in [-1, 1], got "
+            f"{tuple(images.shape)}; resize them first (F.interpolate)."
+        )
+    means = [vae.encode(images[i : i + batch_size]).latent_dist.mean for i in range(0, len(images), batch_size)]
     return torch.cat(means) * vae.config.scaling_factor
 
 
@@ -79,7 +90,7 @@ def decode(vae, latents: Tensor, batch_size: int = 256) -> Tensor:
     if latents.ndim != 4 or latents.shape[1] != vae.config.latent_channels:
         raise ValueError(f"latents must be [N, {vae.config.latent_channels}, h, w], got {tuple(latents.shape)}.")
     z = latents / vae.config.scaling_factor
-    return torch.cat([vae.decode(z[i:i + batch_size]).sample for i in range(0, len(z), batch_size)]).clamp(-1, 1)
+    return torch.cat([vae.decode(z[i : i + batch_size]).sample for i in range(0, len(z), batch_size)]).clamp(-1, 1)
 
 
 def psnr(images: Tensor, reference: Tensor) -> Tensor:

@@ -38,6 +38,7 @@ Model = Callable[[Tensor, Tensor], Tensor]
 
 # --- the pieces of Eq. 5 ---------------------------------------------------------------------------
 
+
 def p_log_variance(schedule: Schedule, variance: Variance = "fixed_small") -> Tensor:
     """log sigma_t^2 of p_theta(x_{t-1} | x_t) for every index t, float64 [T].
 
@@ -49,12 +50,15 @@ def p_log_variance(schedule: Schedule, variance: Variance = "fixed_small") -> Te
     if variance == "fixed_large":
         first = schedule.posterior_variance[1:2] if schedule.num_timesteps > 1 else schedule.betas[:1]
         return torch.log(torch.cat([first, schedule.betas[1:]]))
-    raise ValueError(f"variance must be 'fixed_small' or 'fixed_large' (a learned variance comes from the model: "
-                     f"variance.learned_log_variance), got {variance!r}.")
+    raise ValueError(
+        f"variance must be 'fixed_small' or 'fixed_large' (a learned variance comes from the model: "
+        f"variance.learned_log_variance), got {variance!r}."
+    )
 
 
-def p_mean_variance(eps: Tensor, xt: Tensor, t: Tensor, schedule: Schedule, variance: Variance = "fixed_small",
-                    v: Tensor | None = None) -> tuple[Tensor, Tensor]:
+def p_mean_variance(
+    eps: Tensor, xt: Tensor, t: Tensor, schedule: Schedule, variance: Variance = "fixed_small", v: Tensor | None = None
+) -> tuple[Tensor, Tensor]:
     """Mean and log-variance of p_theta(x_{t-1} | x_t) from the predicted noise.
 
     mu_theta = mu_tilde(x0_hat, x_t) with x0_hat = (x_t - sqrt(1 - ab_t) eps) / sqrt(ab_t), which equals
@@ -84,9 +88,17 @@ def prior_kl(x0: Tensor, schedule: Schedule) -> Tensor:
     return sum_except_batch(normal_kl(mean, logvar.expand_as(x0), torch.zeros_like(x0), torch.zeros_like(x0)))
 
 
-def vlb_terms_from_prediction(x0: Tensor, xt: Tensor, t: Tensor, eps: Tensor, schedule: Schedule, *,
-                              variance: Variance = "fixed_small", v: Tensor | None = None,
-                              num_bins: int = 256) -> Tensor:
+def vlb_terms_from_prediction(
+    x0: Tensor,
+    xt: Tensor,
+    t: Tensor,
+    eps: Tensor,
+    schedule: Schedule,
+    *,
+    variance: Variance = "fixed_small",
+    v: Tensor | None = None,
+    num_bins: int = 256,
+) -> Tensor:
     """The Eq. 5 term at each example's t from a prediction already made, in nats [B]; differentiable.
 
     Where t = 0: L_0 = -log p_theta(x_0 | x_1), the discretized Gaussian decoder (Eq. 13). Where t >= 1:
@@ -105,9 +117,17 @@ def vlb_terms_from_prediction(x0: Tensor, xt: Tensor, t: Tensor, eps: Tensor, sc
     return torch.where(t.to(kl.device) == 0, decoder_nll, kl)
 
 
-def vlb_term(model: Model, x0: Tensor, t: Tensor, schedule: Schedule, *, variance: Variance = "fixed_small",
-             noise: Tensor | None = None, generator: torch.Generator | None = None,
-             num_bins: int = 256) -> Tensor:
+def vlb_term(
+    model: Model,
+    x0: Tensor,
+    t: Tensor,
+    schedule: Schedule,
+    *,
+    variance: Variance = "fixed_small",
+    noise: Tensor | None = None,
+    generator: torch.Generator | None = None,
+    num_bins: int = 256,
+) -> Tensor:
     """One term of Eq. 5 per example, in nats [B], at a single draw x_t ~ q(x_t | x_0).
 
     t = 0: the decoder term L_0; t >= 1: the KL at that step (``vlb_terms_from_prediction``); ``prior_kl`` is
@@ -133,9 +153,16 @@ def vlb_term(model: Model, x0: Tensor, t: Tensor, schedule: Schedule, *, varianc
     return vlb_terms_from_prediction(x0, xt, t, eps, schedule, variance=variance, v=v, num_bins=num_bins).float()
 
 
-def vlb_terms_by_variance(model: Model, x0: Tensor, t: Tensor, noise: Tensor, schedule: Schedule, *,
-                          variances: Sequence[Variance] = ("learned_range", "fixed_small", "fixed_large"),
-                          num_bins: int = 256) -> tuple[dict[str, Tensor], Tensor]:
+def vlb_terms_by_variance(
+    model: Model,
+    x0: Tensor,
+    t: Tensor,
+    noise: Tensor,
+    schedule: Schedule,
+    *,
+    variances: Sequence[Variance] = ("learned_range", "fixed_small", "fixed_large"),
+    num_bins: int = 256,
+) -> tuple[dict[str, Tensor], Tensor]:
     """The Eq. 5 term at each example's t under several variances, with one model call and the same mean.
 
     ``vlb_term`` for each variance in ``variances``, sharing x_t and the model's output: the model returns eps and
@@ -157,13 +184,17 @@ def vlb_terms_by_variance(model: Model, x0: Tensor, t: Tensor, noise: Tensor, sc
     with torch.no_grad():
         out = model(xt.to(device=at, dtype=torch.float32), t.to(at)).double().cpu()
     eps, v = split_output(out, xt, "learned_range")
-    terms = {var: vlb_terms_from_prediction(x0, xt, t, eps, schedule, variance=var,
-                                            v=v if var == "learned_range" else None, num_bins=num_bins)
-             for var in variances}
+    terms = {
+        var: vlb_terms_from_prediction(
+            x0, xt, t, eps, schedule, variance=var, v=v if var == "learned_range" else None, num_bins=num_bins
+        )
+        for var in variances
+    }
     return terms, (v + 1) / 2
 
 
 # --- the whole bound: a stratified estimate over t ---------------------------------------------------
+
 
 def timestep_strata(num_timesteps: int, num_strata: int, dense: int = 0, tail: int = 0) -> list[tuple[int, int]]:
     """Split the indices 0 ... T-1 into ``num_strata`` contiguous ranges [start, stop).
@@ -181,8 +212,10 @@ def timestep_strata(num_timesteps: int, num_strata: int, dense: int = 0, tail: i
     if num_strata == T:
         return [(t, t + 1) for t in range(T)]
     if dense < 0 or tail < 0 or dense + tail >= num_strata:
-        raise ValueError(f"dense and tail must be >= 0 with dense + tail <= num_strata - 1 = {num_strata - 1} (at "
-                         f"least one range must be left for the other indices), got dense={dense}, tail={tail}.")
+        raise ValueError(
+            f"dense and tail must be >= 0 with dense + tail <= num_strata - 1 = {num_strata - 1} (at "
+            f"least one range must be left for the other indices), got dense={dense}, tail={tail}."
+        )
     rest, stop = num_strata - dense - tail, T - tail
     # geometric boundaries from `dense` to `stop`, made strictly increasing
     edges = torch.logspace(math.log10(dense + 1), math.log10(stop + 1), rest + 1, dtype=torch.float64) - 1
@@ -192,8 +225,9 @@ def timestep_strata(num_timesteps: int, num_strata: int, dense: int = 0, tail: i
     bounds[-1] = stop
     while len(bounds) > 2 and bounds[-2] >= stop:  # too many ranges for the room left: merge the overflow
         bounds.pop(-2)
-    return ([(t, t + 1) for t in range(dense)] + list(zip(bounds[:-1], bounds[1:]))
-            + [(t, t + 1) for t in range(stop, T)])
+    return (
+        [(t, t + 1) for t in range(dense)] + list(zip(bounds[:-1], bounds[1:])) + [(t, t + 1) for t in range(stop, T)]
+    )
 
 
 @dataclass(frozen=True)
@@ -223,10 +257,19 @@ class VLBEstimate:
 
 
 @torch.no_grad()
-def vlb_bits_per_dim(model: Model, x0: Tensor, schedule: Schedule, *, strata: Sequence[tuple[int, int]] | None = None,
-                     variance: Variance = "fixed_small", batch_size: int = 256, num_bins: int = 256,
-                     generator: torch.Generator | None = None, device: str | torch.device | None = None,
-                     progress: bool = True) -> VLBEstimate:
+def vlb_bits_per_dim(
+    model: Model,
+    x0: Tensor,
+    schedule: Schedule,
+    *,
+    strata: Sequence[tuple[int, int]] | None = None,
+    variance: Variance = "fixed_small",
+    batch_size: int = 256,
+    num_bins: int = 256,
+    generator: torch.Generator | None = None,
+    device: str | torch.device | None = None,
+    progress: bool = True,
+) -> VLBEstimate:
     """Estimate L_vlb (Eq. 5) of ``model`` on the data ``x0``, in bits per dimension.
 
     Stratified over t: for each range [a, b) of ``strata`` (default: every index, exact but T model calls per
@@ -244,8 +287,10 @@ def vlb_bits_per_dim(model: Model, x0: Tensor, schedule: Schedule, *, strata: Se
     strata = [(t, t + 1) for t in range(T)] if strata is None else [(int(a), int(b)) for a, b in strata]
     covered = [t for a, b in strata for t in range(a, b)]
     if sorted(covered) != list(range(T)):
-        raise ValueError(f"strata must cover every index 0 ... {T - 1} exactly once (got {len(covered)} indices "
-                         f"from {len(strata)} ranges); build them with timestep_strata(T, num_strata).")
+        raise ValueError(
+            f"strata must cover every index 0 ... {T - 1} exactly once (got {len(covered)} indices "
+            f"from {len(strata)} ranges); build them with timestep_strata(T, num_strata)."
+        )
     if device is None:
         try:
             device = next(model.parameters()).device  # type: ignore[attr-defined]
@@ -259,14 +304,14 @@ def vlb_bits_per_dim(model: Model, x0: Tensor, schedule: Schedule, *, strata: Se
     batches = list(range(0, x0.shape[0], batch_size))
     bar = tqdm(total=len(batches) * len(strata), desc="L_vlb terms", disable=not progress)
     for start in batches:
-        x = x0[start:start + batch_size]
-        prior[start:start + len(x)] = prior_kl(x.double(), schedule).cpu()
+        x = x0[start : start + batch_size]
+        prior[start : start + len(x)] = prior_kl(x.double(), schedule).cpu()
         x = x.to(device)
         for j, (a, b) in enumerate(strata):
             t = torch.randint(a, b, (len(x),), generator=generator)
             noise = torch.randn(x.shape, generator=generator, dtype=x.dtype).to(device)
             term = vlb_term(model, x, t, schedule, variance=variance, noise=noise, num_bins=num_bins)
-            per_example[start:start + len(x), j] = (b - a) * term.double().cpu()
+            per_example[start : start + len(x), j] = (b - a) * term.double().cpu()
             bar.update()
     bar.close()
     total = (prior + per_example.sum(dim=1)) * to_bpd  # [N]
@@ -287,6 +332,7 @@ def vlb_bits_per_dim(model: Model, x0: Tensor, schedule: Schedule, *, strata: Se
 
 
 # --- Eq. 12: the weight that L_simple drops -----------------------------------------------------------
+
 
 def vlb_weight(schedule: Schedule, variance: Variance = "fixed_small") -> Tensor:
     """lambda_t = beta_t^2 / (2 sigma_t^2 alpha_t (1 - alpha_bar_t)) for every index t, float64 [T].

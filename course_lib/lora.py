@@ -49,9 +49,11 @@ class LoRALinear(nn.Module):
             raise TypeError(f"LoRALinear wraps an nn.Linear, got {type(base).__name__}.")
         in_features, out_features = base.in_features, base.out_features
         if not isinstance(rank, int) or not 1 <= rank <= min(in_features, out_features):
-            raise ValueError(f"rank must be an integer in [1, min(in, out)] = [1, {min(in_features, out_features)}] "
-                             f"for a {in_features} -> {out_features} layer, got {rank!r}. A rank of min(in, out) "
-                             f"already spans every update; pick a smaller one.")
+            raise ValueError(
+                f"rank must be an integer in [1, min(in, out)] = [1, {min(in_features, out_features)}] "
+                f"for a {in_features} -> {out_features} layer, got {rank!r}. A rank of min(in, out) "
+                f"already spans every update; pick a smaller one."
+            )
         self.base = base.requires_grad_(False)
         self.rank = rank
         self.alpha = float(rank if alpha is None else alpha)
@@ -112,15 +114,22 @@ def _targeted_linears(model: nn.Module, targets: Sequence[str]) -> dict[str, nn.
     for target in targets:
         if not any(_matches(name, (target,)) for name in linear):
             other = [f"{name} ({type(m).__name__})" for name, m in model.named_modules() if _matches(name, (target,))]
-            raise ValueError(f"target {target!r} matches no nn.Linear of the model"
-                             + (f"; it matches {other[:2]}, which LoRALinear cannot wrap" if other else "")
-                             + f". A target is a linear layer's full name or its last parts, e.g. {list(linear)[:2]} "
-                             f"(the model has {len(linear)} linear layers).")
+            raise ValueError(
+                f"target {target!r} matches no nn.Linear of the model"
+                + (f"; it matches {other[:2]}, which LoRALinear cannot wrap" if other else "")
+                + f". A target is a linear layer's full name or its last parts, e.g. {list(linear)[:2]} "
+                f"(the model has {len(linear)} linear layers)."
+            )
     return {name: m for name, m in linear.items() if _matches(name, targets)}
 
 
-def inject_lora(model: nn.Module, targets: Sequence[str] = ATTENTION_TARGETS, rank: int = 4,
-                alpha: float | None = None, dropout: float = 0.0) -> dict[str, LoRALinear]:
+def inject_lora(
+    model: nn.Module,
+    targets: Sequence[str] = ATTENTION_TARGETS,
+    rank: int = 4,
+    alpha: float | None = None,
+    dropout: float = 0.0,
+) -> dict[str, LoRALinear]:
     """Wrap every ``nn.Linear`` of ``model`` whose name matches ``targets`` in a ``LoRALinear`` (in place) and freeze
     every other parameter of the model. Returns {module name: LoRALinear}.
 
@@ -128,8 +137,9 @@ def inject_lora(model: nn.Module, targets: Sequence[str] = ATTENTION_TARGETS, ra
     ``"attn2.to_k"`` only cross-attention keys). A model that already holds LoRA layers is refused.
     """
     if any(isinstance(m, LoRALinear) for m in model.modules()):
-        raise ValueError("the model already holds LoRA layers; call remove_lora(model) first, or train the ones "
-                         "it has.")
+        raise ValueError(
+            "the model already holds LoRA layers; call remove_lora(model) first, or train the ones it has."
+        )
     names = list(_targeted_linears(model, targets))
     model.requires_grad_(False)
     layers = {}
@@ -147,11 +157,16 @@ def count_lora_parameters(model: nn.Module, targets: Sequence[str] = ATTENTION_T
     device, e.g. Stable Diffusion's U-Net without its weights). Divide by the model's parameter count plus this
     number for ``count_parameters``' fraction after injection."""
     layers = _targeted_linears(model, targets)
-    too_small = [name for name, m in layers.items()
-                 if not isinstance(rank, int) or not 1 <= rank <= min(m.in_features, m.out_features)]
+    too_small = [
+        name
+        for name, m in layers.items()
+        if not isinstance(rank, int) or not 1 <= rank <= min(m.in_features, m.out_features)
+    ]
     if too_small:
-        raise ValueError(f"rank must be an integer from 1 to min(in, out) of every targeted layer, got {rank!r}; "
-                         f"{len(too_small)} layers are narrower (e.g. {too_small[:1]}). Pick a smaller rank.")
+        raise ValueError(
+            f"rank must be an integer from 1 to min(in, out) of every targeted layer, got {rank!r}; "
+            f"{len(too_small)} layers are narrower (e.g. {too_small[:1]}). Pick a smaller rank."
+        )
     return sum(rank * (m.in_features + m.out_features) for m in layers.values())
 
 
@@ -240,6 +255,7 @@ def low_rank_energy(delta: Tensor, ranks: Sequence[int]) -> list[float]:
 
 # --- state dicts: ours, and the peft / diffusers format ------------------------------------------------------------
 
+
 def lora_state_dict(model: nn.Module, prefix: str = "") -> dict[str, Tensor]:
     """The LoRA weights as ``{"<prefix>.<layer>.lora_A.weight": [r, in], "<prefix>.<layer>.lora_B.weight": [out, r]}``.
 
@@ -261,8 +277,10 @@ def lora_config(model: nn.Module) -> dict:
     ranks = {layer.rank for layer in layers.values()}
     alphas = {layer.alpha for layer in layers.values()}
     if len(ranks) > 1 or len(alphas) > 1:
-        raise ValueError(f"the LoRA layers differ in rank {sorted(ranks)} or alpha {sorted(alphas)}; one LoraConfig "
-                         "describes one rank and one alpha.")
+        raise ValueError(
+            f"the LoRA layers differ in rank {sorted(ranks)} or alpha {sorted(alphas)}; one LoraConfig "
+            "describes one rank and one alpha."
+        )
     return {"r": ranks.pop(), "lora_alpha": alphas.pop(), "target_modules": sorted(layers)}
 
 
@@ -272,19 +290,26 @@ def load_lora_state_dict(model: nn.Module, state_dict: dict[str, Tensor], prefix
     is refused with the first mismatch named."""
     head = f"{prefix}." if prefix else ""
     layers = _require_lora(model)
-    expected = {f"{head}{name}.lora_{ab}.weight": getattr(layer, f"lora_{ab}").weight
-                for name, layer in layers.items() for ab in "AB"}
+    expected = {
+        f"{head}{name}.lora_{ab}.weight": getattr(layer, f"lora_{ab}").weight
+        for name, layer in layers.items()
+        for ab in "AB"
+    }
     missing = sorted(set(expected) - set(state_dict))
     unexpected = sorted(set(state_dict) - set(expected))
     if missing or unexpected:
-        raise ValueError(f"the state dict does not fit the model's LoRA layers: {len(missing)} keys missing (e.g. "
-                         f"{missing[:2]}), {len(unexpected)} unexpected (e.g. {unexpected[:2]}). Was it saved from "
-                         f"a model with the same targets, and with prefix {prefix!r}?")
+        raise ValueError(
+            f"the state dict does not fit the model's LoRA layers: {len(missing)} keys missing (e.g. "
+            f"{missing[:2]}), {len(unexpected)} unexpected (e.g. {unexpected[:2]}). Was it saved from "
+            f"a model with the same targets, and with prefix {prefix!r}?"
+        )
     for key, weight in expected.items():
         if state_dict[key].shape != weight.shape:
-            raise ValueError(f"{key}: the state dict holds {tuple(state_dict[key].shape)}, the model's layer is "
-                             f"{tuple(weight.shape)}. It was saved at another rank: inject_lora with "
-                             f"rank={min(state_dict[key].shape)}.")
+            raise ValueError(
+                f"{key}: the state dict holds {tuple(state_dict[key].shape)}, the model's layer is "
+                f"{tuple(weight.shape)}. It was saved at another rank: inject_lora with "
+                f"rank={min(state_dict[key].shape)}."
+            )
     with torch.no_grad():
         for key, weight in expected.items():
             weight.copy_(state_dict[key])
@@ -292,20 +317,25 @@ def load_lora_state_dict(model: nn.Module, state_dict: dict[str, Tensor], prefix
 
 # --- two LoRAs at once: the naive merge and where the updates overlap ----------------------------------------------
 
+
 def lora_updates(state_dict: dict[str, Tensor], scaling: float = 1.0) -> dict[str, Tensor]:
     """The update of every layer of a LoRA state dict (``lora_state_dict``'s format, any prefix): ``{layer:
     scaling * B A}``, ``[out, in]`` each, keyed by the layer's name with its prefix. ``scaling`` is the layer's
     alpha / r (1 for the default alpha = r), which the state dict does not hold."""
-    layers = sorted(key[:-len(".lora_A.weight")] for key in state_dict if key.endswith(".lora_A.weight"))
+    layers = sorted(key[: -len(".lora_A.weight")] for key in state_dict if key.endswith(".lora_A.weight"))
     if not layers or any(f"{name}.lora_B.weight" not in state_dict for name in layers):
-        raise ValueError("the state dict must hold a <layer>.lora_A.weight and a <layer>.lora_B.weight per layer, as "
-                         f"lora_state_dict(model) returns; got keys like {sorted(state_dict)[:2]}.")
-    return {name: scaling * (state_dict[f"{name}.lora_B.weight"] @ state_dict[f"{name}.lora_A.weight"])
-            for name in layers}
+        raise ValueError(
+            "the state dict must hold a <layer>.lora_A.weight and a <layer>.lora_B.weight per layer, as "
+            f"lora_state_dict(model) returns; got keys like {sorted(state_dict)[:2]}."
+        )
+    return {
+        name: scaling * (state_dict[f"{name}.lora_B.weight"] @ state_dict[f"{name}.lora_A.weight"]) for name in layers
+    }
 
 
-def concat_lora_state_dicts(first: dict[str, Tensor], second: dict[str, Tensor],
-                            weights: tuple[float, float] = (1.0, 1.0)) -> dict[str, Tensor]:
+def concat_lora_state_dicts(
+    first: dict[str, Tensor], second: dict[str, Tensor], weights: tuple[float, float] = (1.0, 1.0)
+) -> dict[str, Tensor]:
     """Two LoRAs of the same layers as one LoRA of rank r1 + r2: A = [A1; A2] (stacked rows), B = [w1 B1, w2 B2]
     (side by side), so that B A = w1 B1 A1 + w2 B2 A2 exactly. This is the naive merge W + w1 dW1 + w2 dW2 that
     stacking adapters computes (ZipLoRA's "direct merge", diffusers' ``set_adapters`` with ``adapter_weights``).
@@ -315,8 +345,10 @@ def concat_lora_state_dicts(first: dict[str, Tensor], second: dict[str, Tensor],
     default); for another alpha, multiply its weight by alpha / r.
     """
     if set(first) != set(second):
-        raise ValueError(f"the two LoRAs adapt different layers ({len(set(first) ^ set(second))} keys differ, e.g. "
-                         f"{sorted(set(first) ^ set(second))[:2]}); inject both with the same targets and prefix.")
+        raise ValueError(
+            f"the two LoRAs adapt different layers ({len(set(first) ^ set(second))} keys differ, e.g. "
+            f"{sorted(set(first) ^ set(second))[:2]}); inject both with the same targets and prefix."
+        )
     w1, w2 = weights
     out = {}
     for key in first:
@@ -335,6 +367,8 @@ def column_cosine(first: Tensor, second: Tensor) -> Tensor:
     Column j is what input feature j adds to the output. ZipLoRA (Shah et al. 2023) observes that the
     naive merge of two LoRAs suffers where these columns are aligned (cosine far from 0). A zero column gives 0."""
     if first.ndim != 2 or first.shape != second.shape:
-        raise ValueError(f"expected two updates [out, in] of the same layer, got shapes {tuple(first.shape)} and "
-                         f"{tuple(second.shape)}; use lora_updates(state_dict) of two LoRAs with the same targets.")
+        raise ValueError(
+            f"expected two updates [out, in] of the same layer, got shapes {tuple(first.shape)} and "
+            f"{tuple(second.shape)}; use lora_updates(state_dict) of two LoRAs with the same targets."
+        )
     return torch.nn.functional.cosine_similarity(first.double(), second.double(), dim=0, eps=1e-30).float()

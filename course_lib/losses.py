@@ -22,8 +22,16 @@ from .schedules import Schedule
 from .variance import split_output
 
 
-def l_simple(model: Callable[..., Tensor], x0: Tensor, schedule: Schedule, *, t: Tensor | None = None,
-             noise: Tensor | None = None, generator: torch.Generator | None = None, **model_kwargs) -> Tensor:
+def l_simple(
+    model: Callable[..., Tensor],
+    x0: Tensor,
+    schedule: Schedule,
+    *,
+    t: Tensor | None = None,
+    noise: Tensor | None = None,
+    generator: torch.Generator | None = None,
+    **model_kwargs,
+) -> Tensor:
     """Algorithm 1 of Ho et al.: E_{t, x0, eps} || eps - eps_theta(sqrt(ab_t) x0 + sqrt(1 - ab_t) eps, t) ||^2.
 
     Args:
@@ -43,8 +51,10 @@ def l_simple(model: Callable[..., Tensor], x0: Tensor, schedule: Schedule, *, t:
     xt = q_sample(x0, t, schedule, noise)  # line 5: the noisy input
     eps = model(xt, t, **model_kwargs)
     if eps.shape != x0.shape:
-        raise ValueError(f"model returned shape {tuple(eps.shape)}, expected the input's shape {tuple(x0.shape)}; "
-                         "an eps-prediction model outputs one value per input value.")
+        raise ValueError(
+            f"model returned shape {tuple(eps.shape)}, expected the input's shape {tuple(x0.shape)}; "
+            "an eps-prediction model outputs one value per input value."
+        )
     return torch.mean((noise - eps.float()) ** 2)
 
 
@@ -60,9 +70,20 @@ def diffusion_loss_fn(schedule: Schedule, generator: torch.Generator | None = No
 
 # --- Improved DDPM: the hybrid loss and importance-sampled t -------------------------------------------
 
-def l_hybrid(model: Callable[..., Tensor], x0: Tensor, schedule: Schedule, *, lam: float = 0.001,
-             t: Tensor | None = None, weights: Tensor | None = None, noise: Tensor | None = None,
-             generator: torch.Generator | None = None, num_bins: int = 256, **model_kwargs) -> Tensor:
+
+def l_hybrid(
+    model: Callable[..., Tensor],
+    x0: Tensor,
+    schedule: Schedule,
+    *,
+    lam: float = 0.001,
+    t: Tensor | None = None,
+    weights: Tensor | None = None,
+    noise: Tensor | None = None,
+    generator: torch.Generator | None = None,
+    num_bins: int = 256,
+    **model_kwargs,
+) -> Tensor:
     """L_hybrid = L_simple + lambda L_vlb, Nichol & Dhariwal 2021 Sec. 3.1, for a model returning eps and v.
 
     The model returns [B, 2C, ...] (eps, then v; ``variance.learned_log_variance``). In the L_vlb term the mean
@@ -87,8 +108,9 @@ def l_hybrid(model: Callable[..., Tensor], x0: Tensor, schedule: Schedule, *, la
     xt = q_sample(x0, t, schedule, noise)
     eps, v = split_output(model(xt, t, **model_kwargs).float(), x0, "learned_range")
     mse = torch.mean((noise - eps) ** 2)
-    terms = vlb_terms_from_prediction(x0, xt, t, eps.detach(), schedule, variance="learned_range", v=v,
-                                      num_bins=num_bins)  # nats per example, [B]
+    terms = vlb_terms_from_prediction(
+        x0, xt, t, eps.detach(), schedule, variance="learned_range", v=v, num_bins=num_bins
+    )  # nats per example, [B]
     vlb_bpd = T * terms / (x0[0].numel() * math.log(2.0))
     if weights is not None:
         vlb_bpd = vlb_bpd * weights.to(vlb_bpd)
@@ -107,8 +129,10 @@ class ImportanceSampler:
 
     def __init__(self, num_timesteps: int, history: int = 10, uniform_mix: float = 0.001):
         if num_timesteps < 1 or history < 1 or not 0 <= uniform_mix <= 1:
-            raise ValueError(f"need num_timesteps >= 1, history >= 1 and uniform_mix in [0, 1]; got "
-                             f"{num_timesteps}, {history}, {uniform_mix}.")
+            raise ValueError(
+                f"need num_timesteps >= 1, history >= 1 and uniform_mix in [0, 1]; got "
+                f"{num_timesteps}, {history}, {uniform_mix}."
+            )
         self.num_timesteps, self.history, self.uniform_mix = num_timesteps, history, uniform_mix
         self._values = torch.zeros(num_timesteps, history, dtype=torch.float64)
         self._counts = torch.zeros(num_timesteps, dtype=torch.long)
@@ -123,7 +147,7 @@ class ImportanceSampler:
         T = self.num_timesteps
         if not self.warm:
             return torch.full((T,), 1.0 / T, dtype=torch.float64)
-        p = (self._values ** 2).mean(dim=1).sqrt()
+        p = (self._values**2).mean(dim=1).sqrt()
         p = p / p.sum()
         return (1 - self.uniform_mix) * p + self.uniform_mix / T
 

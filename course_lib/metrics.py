@@ -49,10 +49,19 @@ class DigitClassifier(nn.Module):
         super().__init__()
         self.config, w = config, config.width
         self.body = nn.Sequential(
-            nn.Conv2d(config.in_channels, w, 3, padding=1), nn.GroupNorm(8, w), nn.SiLU(),
-            nn.Conv2d(w, 2 * w, 3, stride=2, padding=1), nn.GroupNorm(8, 2 * w), nn.SiLU(),
-            nn.Conv2d(2 * w, 2 * w, 3, stride=2, padding=1), nn.GroupNorm(8, 2 * w), nn.SiLU(),
-            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(2 * w, config.feature_dim), nn.SiLU(),
+            nn.Conv2d(config.in_channels, w, 3, padding=1),
+            nn.GroupNorm(8, w),
+            nn.SiLU(),
+            nn.Conv2d(w, 2 * w, 3, stride=2, padding=1),
+            nn.GroupNorm(8, 2 * w),
+            nn.SiLU(),
+            nn.Conv2d(2 * w, 2 * w, 3, stride=2, padding=1),
+            nn.GroupNorm(8, 2 * w),
+            nn.SiLU(),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            nn.Linear(2 * w, config.feature_dim),
+            nn.SiLU(),
         )
         self.head = nn.Linear(config.feature_dim, config.num_classes)
 
@@ -60,8 +69,10 @@ class DigitClassifier(nn.Module):
         """Penultimate features [B, feature_dim] used for the Fréchet distance."""
         c = self.config
         if x.ndim != 4 or x.shape[1:] != (c.in_channels, c.image_size, c.image_size):
-            raise ValueError(f"expected images [B, {c.in_channels}, {c.image_size}, {c.image_size}] in [-1, 1], "
-                             f"got {tuple(x.shape)}; resize with F.interpolate first.")
+            raise ValueError(
+                f"expected images [B, {c.in_channels}, {c.image_size}, {c.image_size}] in [-1, 1], "
+                f"got {tuple(x.shape)}; resize with F.interpolate first."
+            )
         return self.body(x)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -140,8 +151,15 @@ def frechet_distance(feats_a: Tensor, feats_b: Tensor) -> float:
     return float(((mu_a - mu_b) ** 2).sum() + np.trace(s_a + s_b - 2 * covmean))
 
 
-def sample_report(images: Tensor, classifier: nn.Module | None = None, *, reference: Tensor | None = None,
-                  real: Tensor | None = None, threshold: float = 0.5, seed: int = 0) -> dict:
+def sample_report(
+    images: Tensor,
+    classifier: nn.Module | None = None,
+    *,
+    reference: Tensor | None = None,
+    real: Tensor | None = None,
+    threshold: float = 0.5,
+    seed: int = 0,
+) -> dict:
     """Measure a batch of generated digits.
 
     Args:
@@ -217,8 +235,9 @@ def within_class_diversity(feats: Tensor, labels: Tensor) -> float:
     return torch.stack(per_class).mean().item()
 
 
-def guidance_report(images: Tensor, labels: Tensor, judge: nn.Module, reference_feats: Tensor, k: int = 3, *,
-                    seed: int = 0) -> dict:
+def guidance_report(
+    images: Tensor, labels: Tensor, judge: nn.Module, reference_feats: Tensor, k: int = 3, *, seed: int = 0
+) -> dict:
     """What chapter 5 measures of samples drawn for requested classes, judged by a clean classifier.
 
     Two choices keep the entries comparable across guidance scales:
@@ -243,30 +262,36 @@ def guidance_report(images: Tensor, labels: Tensor, judge: nn.Module, reference_
     "within-class diversity": mean feature distance between two samples the judge reads as the same digit}.
     """
     if labels.shape != (len(images),):
-        raise ValueError(f"labels must be [N] = [{len(images)}] requested classes, one per image, "
-                         f"got {tuple(labels.shape)}.")
+        raise ValueError(
+            f"labels must be [N] = [{len(images)}] requested classes, one per image, got {tuple(labels.shape)}."
+        )
     probs, feats = predict(judge, images)
     predicted = probs[:, :NOT_A_DIGIT].argmax(1)
     n = min(len(feats), len(reference_feats))
     g = torch.Generator().manual_seed(seed)
     ref_pr = reference_feats[torch.randperm(len(reference_feats), generator=g)[:n]]
     fake_pr = feats[torch.randperm(len(feats), generator=g)[:n]]
-    return {"accuracy": (predicted == labels.cpu()).float().mean().item(),
-            "FD": frechet_distance(feats, reference_feats), **precision_recall(ref_pr, fake_pr, k=k),
-            "within-class diversity": within_class_diversity(feats, predicted)}
+    return {
+        "accuracy": (predicted == labels.cpu()).float().mean().item(),
+        "FD": frechet_distance(feats, reference_feats),
+        **precision_recall(ref_pr, fake_pr, k=k),
+        "within-class diversity": within_class_diversity(feats, predicted),
+    }
 
 
 def nearest_neighbour_distance(x: Tensor, bank: Tensor) -> Tensor:
     """Euclidean distance from each image of ``x`` [N, ...] to its nearest image in ``bank`` [M, ...]: float64 [N]."""
     if x.ndim < 2 or bank.ndim != x.ndim or x.shape[1:] != bank.shape[1:]:
-        raise ValueError(f"need two image batches [N, ...] of the same image shape, got {tuple(x.shape)} and "
-                         f"{tuple(bank.shape)}.")
+        raise ValueError(
+            f"need two image batches [N, ...] of the same image shape, got {tuple(x.shape)} and {tuple(bank.shape)}."
+        )
     a, b = x.detach().flatten(1).double().cpu(), bank.detach().flatten(1).double().cpu()
     return torch.cat([torch.cdist(chunk, b).min(1).values for chunk in a.split(512)])
 
 
-def near_copy_mask(samples: Tensor, train: Tensor | None = None, reference: Tensor | None = None, *,
-                   factor: float = NEAR_COPY_FACTOR) -> Tensor:
+def near_copy_mask(
+    samples: Tensor, train: Tensor | None = None, reference: Tensor | None = None, *, factor: float = NEAR_COPY_FACTOR
+) -> Tensor:
     """Which samples are near-copies of training images (memorisation), as a bool tensor [N].
 
     A sample counts as a near-copy when its nearest-neighbour distance to ``train`` is below ``factor`` times

@@ -50,8 +50,9 @@ class NoisyClassifier(nn.Module):
         self.conv_in = nn.Conv2d(c.in_channels, ch[0], 3, padding=1)
         self.res, self.down, prev = nn.ModuleList(), nn.ModuleList(), ch[0]
         for i, cur in enumerate(ch):
-            self.res.append(nn.ModuleList(ResBlock(prev if j == 0 else cur, cur, emb_dim)
-                                          for j in range(c.num_res_blocks)))
+            self.res.append(
+                nn.ModuleList(ResBlock(prev if j == 0 else cur, cur, emb_dim) for j in range(c.num_res_blocks))
+            )
             self.down.append(nn.Conv2d(cur, cur, 3, stride=2, padding=1) if i < len(ch) - 1 else nn.Identity())
             prev = cur
         self.mid = ResBlock(prev, prev, emb_dim)
@@ -106,15 +107,27 @@ def _takes_t(classifier) -> bool:
     except (TypeError, ValueError):
         params = None
     if params is None or any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in params):
-        raise ValueError("cannot tell from the classifier's signature whether it takes t (a wrapper with *args?); "
-                         "pass takes_t=True for classifier(x_t, t) or takes_t=False for classifier(x_t).")
-    positional = [p for p in params if p.kind in (inspect.Parameter.POSITIONAL_ONLY,
-                                                   inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+        raise ValueError(
+            "cannot tell from the classifier's signature whether it takes t (a wrapper with *args?); "
+            "pass takes_t=True for classifier(x_t, t) or takes_t=False for classifier(x_t)."
+        )
+    positional = [
+        p for p in params if p.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    ]
     return sum(p.default is inspect.Parameter.empty for p in positional) >= 2
 
 
-def accuracy_by_t(classifier, x0: Tensor, y: Tensor, schedule: Schedule, timesteps: Sequence[int], *,
-                  num_classes: int = 10, seed: int = 0, takes_t: bool | None = None) -> list[float]:
+def accuracy_by_t(
+    classifier,
+    x0: Tensor,
+    y: Tensor,
+    schedule: Schedule,
+    timesteps: Sequence[int],
+    *,
+    num_classes: int = 10,
+    seed: int = 0,
+    takes_t: bool | None = None,
+) -> list[float]:
     """Accuracy of ``classifier(x_t, t)`` (or ``classifier(x_t)``) on ``q_sample``d ``x0``.
 
     Args:

@@ -41,8 +41,10 @@ def _to_numpy(x: Any, name: str = "x") -> np.ndarray:
     if isinstance(x, torch.Tensor) and x.is_floating_point():
         x = x.detach().float().cpu().numpy()
     if not isinstance(x, np.ndarray) or not np.issubdtype(x.dtype, np.floating):
-        raise ValueError(f"{name} must be a float tensor or array, got {type(x).__name__} "
-                         f"{getattr(x, 'dtype', '')}; images are floats in [-1, 1] (use x / 127.5 - 1 for uint8).")
+        raise ValueError(
+            f"{name} must be a float tensor or array, got {type(x).__name__} "
+            f"{getattr(x, 'dtype', '')}; images are floats in [-1, 1] (use x / 127.5 - 1 for uint8)."
+        )
     return x.astype(np.float32)
 
 
@@ -63,8 +65,9 @@ def _unpack(frames: Sequence, field: str = "x") -> list[tuple[Any, np.ndarray]]:
             label = frame[0].item() if isinstance(frame[0], torch.Tensor) else frame[0]
             out.append((label, _to_numpy(frame[1], f"frames[{i}][1]")))
         else:
-            raise ValueError(f"frames[{i}] must be a SampleStep or a (t, x) pair (field='x' only), "
-                             f"got {type(frame).__name__}.")
+            raise ValueError(
+                f"frames[{i}] must be a SampleStep or a (t, x) pair (field='x' only), got {type(frame).__name__}."
+            )
     return out
 
 
@@ -83,6 +86,7 @@ def _png(fig: Figure) -> Image:
 
 # --- images ---------------------------------------------------------------------------------------------
 
+
 def image_grid(x: Any, nrow: int = 8, padding: int = 1, pad_value: float = 1.0) -> np.ndarray:
     """Tile a batch of images into one array, ``nrow`` images per row.
 
@@ -97,8 +101,10 @@ def image_grid(x: Any, nrow: int = 8, padding: int = 1, pad_value: float = 1.0) 
     """
     x = _to_numpy(x)
     if x.ndim != 4 or x.shape[1] not in (1, 3) or x.shape[0] < 1:
-        raise ValueError(f"x must be images [B, C, H, W] with C = 1 or 3, got shape {x.shape}; "
-                         "add a batch axis with x[None] for one image.")
+        raise ValueError(
+            f"x must be images [B, C, H, W] with C = 1 or 3, got shape {x.shape}; "
+            "add a batch axis with x[None] for one image."
+        )
     if nrow < 1 or padding < 0:
         raise ValueError(f"nrow must be >= 1 and padding >= 0, got nrow={nrow}, padding={padding}.")
     B, C, H, W = x.shape
@@ -109,32 +115,55 @@ def image_grid(x: Any, nrow: int = 8, padding: int = 1, pad_value: float = 1.0) 
     for i in range(B):
         r, c = divmod(i, ncol)
         top, left = padding + r * (H + padding), padding + c * (W + padding)
-        grid[top:top + H, left:left + W] = images[i].transpose(1, 2, 0)
+        grid[top : top + H, left : left + W] = images[i].transpose(1, 2, 0)
     return grid
 
 
 def _imshow(ax: Axes, grid: np.ndarray):
     gray = grid.shape[-1] == 1
-    artist = ax.imshow(grid[..., 0] if gray else grid, cmap="gray" if gray else None, vmin=0.0, vmax=1.0,
-                       interpolation="nearest")
+    artist = ax.imshow(
+        grid[..., 0] if gray else grid, cmap="gray" if gray else None, vmin=0.0, vmax=1.0, interpolation="nearest"
+    )
     ax.set_axis_off()
     return artist
 
 
-def show_images(x: Any, nrow: int = 8, title: str | None = None, ax: Axes | None = None) -> Axes:
-    """Draw images [B, C, H, W] in [-1, 1] as one grid on ``ax`` (a new figure if None); return the Axes."""
+def show_images(
+    x: Any,
+    nrow: int = 8,
+    title: str | None = None,
+    ax: Axes | None = None,
+    row_labels: Sequence[str] | None = None,
+) -> Axes:
+    """Draw images [B, C, H, W] in [-1, 1] as one grid on ``ax`` (a new figure if None); return the Axes.
+
+    ``row_labels``: one label per row of the grid (ceil(B / nrow) of them), written left of the row. The grid has
+    no axes (``set_axis_off``), so ``ax.set_ylabel`` would not show; this does."""
     grid = image_grid(x, nrow)
+    rows = -(-len(x) // min(nrow, len(x)))
+    if row_labels is not None and len(row_labels) != rows:
+        raise ValueError(
+            f"row_labels needs one label per row of the grid: {rows} rows ({len(x)} images, {nrow} per row), "
+            f"got {len(row_labels)} labels."
+        )
     if ax is None:
         width = min(0.8 * min(nrow, len(x)), MAX_FIGURE_PX / 100)  # about 0.8 inch per image, within the column
         _, ax = plt.subplots(figsize=(width, width * grid.shape[0] / grid.shape[1]))
     _imshow(ax, grid)
+    for i, label in enumerate(row_labels or []):
+        ax.text(-0.01, 1 - (i + 0.5) / rows, label, transform=ax.transAxes, ha="right", va="center")
     if title:
         ax.set_title(title)
     return ax
 
 
-def trajectory_strip(frames: Sequence, n_samples: int = 6, field: Literal["x", "x0_hat"] = "x",
-                     cell: float = 0.9, title: str | None = None) -> Figure:
+def trajectory_strip(
+    frames: Sequence,
+    n_samples: int = 6,
+    field: Literal["x", "x0_hat"] = "x",
+    cell: float = 0.9,
+    title: str | None = None,
+) -> Figure:
     """Rows = samples, columns = frames (labelled "t = ..."): how each sample changes along the trajectory.
 
     Args:
@@ -153,7 +182,7 @@ def trajectory_strip(frames: Sequence, n_samples: int = 6, field: Literal["x", "
     fig, axes = plt.subplots(n, len(unpacked), figsize=(cell * len(unpacked), cell * n + 0.4), squeeze=False)
     for col, (t, x) in enumerate(unpacked):
         for row in range(n):
-            _imshow(axes[row, col], image_grid(x[row:row + 1], padding=0))
+            _imshow(axes[row, col], image_grid(x[row : row + 1], padding=0))
         axes[0, col].set_title(f"t = {t}", fontsize=9)
     if title:
         fig.suptitle(title)
@@ -162,6 +191,7 @@ def trajectory_strip(frames: Sequence, n_samples: int = 6, field: Literal["x", "
 
 
 # --- animations and sliders with a static figure --------------------------------------------------------
+
 
 class Animation(HTML):
     """A JavaScript player (this object's HTML) and ``figure``, a static strip of key frames.
@@ -190,9 +220,19 @@ def _draw_frame(ax: Axes, x: np.ndarray, kind: str, nrow: int, lim: float, backg
     return artist
 
 
-def animate(frames: Sequence, kind: Literal["images", "points"] = "images", *, n_stills: int = 5, nrow: int = 8,
-            background: Any = None, lim: float | None = None, interval: int = 120, size: float = 3.5,
-            dpi: int = 72, title: str = "t = {t}") -> Animation:
+def animate(
+    frames: Sequence,
+    kind: Literal["images", "points"] = "images",
+    *,
+    n_stills: int = 5,
+    nrow: int = 8,
+    background: Any = None,
+    lim: float | None = None,
+    interval: int = 120,
+    size: float = 3.5,
+    dpi: int = 72,
+    title: str = "t = {t}",
+) -> Animation:
     """Animate a trajectory and draw its key frames, in one call.
 
     Args:
@@ -216,8 +256,10 @@ def animate(frames: Sequence, kind: Literal["images", "points"] = "images", *, n
     want = 4 if kind == "images" else 2
     for t, x in unpacked:
         if x.ndim != want or (kind == "points" and x.shape[1] != 2):
-            raise ValueError(f"kind={kind!r} needs frames of shape {'[B, C, H, W]' if want == 4 else '[N, 2]'}, "
-                             f"got {x.shape} at t = {t}.")
+            raise ValueError(
+                f"kind={kind!r} needs frames of shape {'[B, C, H, W]' if want == 4 else '[N, 2]'}, "
+                f"got {x.shape} at t = {t}."
+            )
     bg = None if background is None else _to_numpy(background, "background")
     if kind == "points" and lim is None:
         lim = 1.05 * float(max(np.percentile(np.abs(x), 99.5) for _, x in unpacked))
@@ -227,8 +269,7 @@ def animate(frames: Sequence, kind: Literal["images", "points"] = "images", *, n
     # the key frames at the 100 dpi of the other figures, so that their titles are as readable; each panel as many
     # pixels as the player's frames, fewer if the row would be wider than MAX_FIGURE_PX
     still_size = min(size * dpi, MAX_FIGURE_PX / len(keys)) / 100
-    still, axes = plt.subplots(1, len(keys), figsize=(still_size * len(keys), still_size + 0.3), dpi=100,
-                              squeeze=False)
+    still, axes = plt.subplots(1, len(keys), figsize=(still_size * len(keys), still_size + 0.3), dpi=100, squeeze=False)
     for ax, k in zip(axes[0], keys):
         t, x = unpacked[k]
         _draw_frame(ax, x, kind, nrow, lim, bg)
@@ -259,19 +300,29 @@ def animate(frames: Sequence, kind: Literal["images", "points"] = "images", *, n
 
 # matplotlib's player draws its buttons with Font Awesome 4 from a CDN: blank buttons offline. Plain symbols
 # draw everywhere (the website offline, Colab, Jupyter).
-_PLAYER_ICONS = {"fa fa-minus": "\u2212", "fa fa-fast-backward": "\u23ee", "fa fa-step-backward": "\u23f4\u2223",
-                 "fa fa-play fa-flip-horizontal": "\u25c0", "fa fa-pause": "\u23f8", "fa fa-play": "\u25b6",
-                 "fa fa-step-forward": "\u2223\u23f5", "fa fa-fast-forward": "\u23ed", "fa fa-plus": "+"}
+_PLAYER_ICONS = {
+    "fa fa-minus": "\u2212",
+    "fa fa-fast-backward": "\u23ee",
+    "fa fa-step-backward": "\u23f4\u2223",
+    "fa fa-play fa-flip-horizontal": "\u25c0",
+    "fa fa-pause": "\u23f8",
+    "fa fa-play": "\u25b6",
+    "fa fa-step-forward": "\u2223\u23f5",
+    "fa fa-fast-forward": "\u23ed",
+    "fa fa-plus": "+",
+}
 
 
 def _self_contained(html: str) -> str:
     """``FuncAnimation.to_jshtml()`` output without the Font Awesome stylesheet it fetches from a CDN."""
     html = re.sub(r'<link rel="stylesheet"\s+href="https://[^"]*font-awesome[^"]*">', "", html)
     for icon, symbol in _PLAYER_ICONS.items():
-        html = html.replace(f'<i class="{icon}"></i>', f"<span aria-hidden=\"true\">{symbol}</span>")
+        html = html.replace(f'<i class="{icon}"></i>', f'<span aria-hidden="true">{symbol}</span>')
     if "https://" in html or 'class="fa ' in html:
-        raise RuntimeError("matplotlib's animation player changed: it still loads from the web or uses an icon "
-                           "font; update plotting._self_contained.")
+        raise RuntimeError(
+            "matplotlib's animation player changed: it still loads from the web or uses an icon "
+            "font; update plotting._self_contained."
+        )
     return html
 
 
@@ -312,9 +363,17 @@ def _js(value: Any) -> str:
     return json.dumps(value).replace("</", "<\\/")
 
 
-def slider(fn: Callable[[Any, Axes], None], values: Sequence, static_values: Sequence | None = None, *,
-           label: str = "t", ncols: int | None = None, panel_size: tuple[float, float] = (3.0, 3.0),
-           max_frames: int = 40, dpi: int = 72) -> Slider:
+def slider(
+    fn: Callable[[Any, Axes], None],
+    values: Sequence,
+    static_values: Sequence | None = None,
+    *,
+    label: str = "t",
+    ncols: int | None = None,
+    panel_size: tuple[float, float] = (3.0, 3.0),
+    max_frames: int = 40,
+    dpi: int = 72,
+) -> Slider:
     """Explore ``fn`` over ``values`` with a slider, and draw it at ``static_values`` for the static page.
 
     The slider is a small JavaScript player over frames drawn now, so it works where no kernel runs: on the
@@ -346,9 +405,10 @@ def slider(fn: Callable[[Any, Axes], None], values: Sequence, static_values: Seq
     ncols = ncols or min(len(static_values), 4)
     nrows = -(-len(static_values) // ncols)
     shrink = min(1.0, MAX_FIGURE_PX / 100 / (panel_size[0] * ncols))
-    figure, axes = plt.subplots(nrows, ncols, figsize=(shrink * panel_size[0] * ncols, shrink * panel_size[1] * nrows),
-                                squeeze=False)
-    for ax in axes.flat[len(static_values):]:
+    figure, axes = plt.subplots(
+        nrows, ncols, figsize=(shrink * panel_size[0] * ncols, shrink * panel_size[1] * nrows), squeeze=False
+    )
+    for ax in axes.flat[len(static_values) :]:
         ax.set_axis_off()
     for ax, value in zip(axes.flat, static_values):
         fn(value, ax)
@@ -366,17 +426,28 @@ def slider(fn: Callable[[Any, Axes], None], values: Sequence, static_values: Seq
         plt.close(fig)
         frames.append(base64.b64encode(buffer.getvalue()).decode("ascii"))
     labels = [str(v) for v in shown]
-    html = _SLIDER_HTML.format(id=f"slider-{uuid.uuid4().hex[:12]}", label=html_lib.escape(label),
-                               first=html_lib.escape(labels[0]), last=len(shown) - 1, src0=frames[0],
-                               width=int(panel_size[0] * dpi), frames=json.dumps(frames),
-                               labels=_js(labels), name=_js(label))
+    html = _SLIDER_HTML.format(
+        id=f"slider-{uuid.uuid4().hex[:12]}",
+        label=html_lib.escape(label),
+        first=html_lib.escape(labels[0]),
+        last=len(shown) - 1,
+        src0=frames[0],
+        width=int(panel_size[0] * dpi),
+        frames=json.dumps(frames),
+        labels=_js(labels),
+        name=_js(label),
+    )
     return Slider(html, figure, shown)
 
 
 # --- guidance sweeps ---------------------------------------------------------------------------------
 
-TRADEOFF_PANELS = ((("accuracy",), "fidelity to the label"), (("precision", "recall"), "precision / recall"),
-                   (("within-class diversity",), "diversity"), (("FD",), "Fréchet distance"))
+TRADEOFF_PANELS = (
+    (("accuracy",), "fidelity to the label"),
+    (("precision", "recall"), "precision / recall"),
+    (("within-class diversity",), "diversity"),
+    (("FD",), "Fréchet distance"),
+)
 
 
 def plot_tradeoff(table: Any, xlabel: str, reference_fd: float | None = None) -> Figure:

@@ -50,13 +50,20 @@ def default_device() -> torch.device:
     name = os.environ.get("COURSE_DEVICE", "").strip().lower()
     if name:
         if name not in DEVICES:
-            raise ValueError(f"COURSE_DEVICE={name!r} is not a device; expected one of {DEVICES}. "
-                             "Unset it to pick automatically, or e.g. `export COURSE_DEVICE=cpu`.")
-        available = {"cpu": True, "cuda": torch.cuda.is_available(),
-                     "mps": getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()}
+            raise ValueError(
+                f"COURSE_DEVICE={name!r} is not a device; expected one of {DEVICES}. "
+                "Unset it to pick automatically, or e.g. `export COURSE_DEVICE=cpu`."
+            )
+        available = {
+            "cpu": True,
+            "cuda": torch.cuda.is_available(),
+            "mps": getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available(),
+        }
         if not available[name]:
-            raise ValueError(f"COURSE_DEVICE={name!r}, but this machine's torch cannot use {name} "
-                             f"(torch {torch.__version__}). Unset COURSE_DEVICE or set it to 'cpu'.")
+            raise ValueError(
+                f"COURSE_DEVICE={name!r}, but this machine's torch cannot use {name} "
+                f"(torch {torch.__version__}). Unset COURSE_DEVICE or set it to 'cpu'."
+            )
         return torch.device(name)
     if torch.cuda.is_available():
         return torch.device("cuda")

@@ -58,19 +58,25 @@ def _check_layer(layer: object, index: int) -> tuple[int, ...]:
         parts = {"vertices": (vertices, (max(corners, 3), 2)), "colour": (layer.colour, (3,))}
         want = "vertices [(B,) K, V, 2] with V >= 3, colour [(B,) K, 3]"
     else:
-        raise ValueError(f"layer {index} must be a Circles or Polygons, got {type(layer).__name__}; "
-                         f"wrap tensors as Circles(centre, radius, colour) or Polygons(vertices, colour).")
+        raise ValueError(
+            f"layer {index} must be a Circles or Polygons, got {type(layer).__name__}; "
+            f"wrap tensors as Circles(centre, radius, colour) or Polygons(vertices, colour)."
+        )
     for name, (x, _) in parts.items():
         if not isinstance(x, Tensor) or not x.is_floating_point():
-            raise ValueError(f"layer {index} ({type(layer).__name__}): {name} must be a float tensor, got "
-                             f"{getattr(x, 'dtype', type(x).__name__)}; expected {want}.")
-    prefixes = {x.shape[:x.ndim - len(tail)] for x, tail in parts.values()}
-    tails_ok = all(x.ndim >= len(tail) and x.shape[x.ndim - len(tail):] == tail for x, tail in parts.values())
+            raise ValueError(
+                f"layer {index} ({type(layer).__name__}): {name} must be a float tensor, got "
+                f"{getattr(x, 'dtype', type(x).__name__)}; expected {want}."
+            )
+    prefixes = {x.shape[: x.ndim - len(tail)] for x, tail in parts.values()}
+    tails_ok = all(x.ndim >= len(tail) and x.shape[x.ndim - len(tail) :] == tail for x, tail in parts.values())
     batch = next(iter(prefixes))[:-1] if len(prefixes) == 1 else None
     if not tails_ok or batch is None or len(batch) + 1 != len(next(iter(prefixes))) or len(batch) > 1:
         got = ", ".join(f"{name} {tuple(x.shape)}" for name, (x, _) in parts.items())
-        raise ValueError(f"layer {index} ({type(layer).__name__}) has mismatched shapes: {got}; expected {want}, "
-                         f"with the same K (and B) everywhere.")
+        raise ValueError(
+            f"layer {index} ({type(layer).__name__}) has mismatched shapes: {got}; expected {want}, "
+            f"with the same K (and B) everywhere."
+        )
     return tuple(batch)
 
 
@@ -99,8 +105,7 @@ def polygon_distance(vertices: Tensor, points: Tensor) -> Tensor:
     return (winding[..., None, None, None] * cross / length).amin(dim=-1)
 
 
-def rasterise(*layers: Layer, size: int = 32, softness: float = 0.5,
-              background: float | Tensor = -1.0) -> Tensor:
+def rasterise(*layers: Layer, size: int = 32, softness: float = 0.5, background: float | Tensor = -1.0) -> Tensor:
     """Paint layers of soft primitives back to front with "over" onto a background.
 
     Args:
@@ -143,8 +148,10 @@ def rasterise(*layers: Layer, size: int = 32, softness: float = 0.5,
 
 def _svg_colour(rgb: Tensor, what: str) -> str:
     if not bool(((rgb >= -1) & (rgb <= 1)).all()):
-        raise ValueError(f"{what} must be RGB in [-1, 1] to be written as an SVG colour, got {rgb.tolist()}; "
-                         f"squash optimised colours with torch.tanh (or clamp them) first.")
+        raise ValueError(
+            f"{what} must be RGB in [-1, 1] to be written as an SVG colour, got {rgb.tolist()}; "
+            f"squash optimised colours with torch.tanh (or clamp them) first."
+        )
     r, g, b = (round(v) for v in ((rgb.double() + 1.0) * 127.5).tolist())
     return f"rgb({r},{g},{b})"
 
@@ -160,20 +167,27 @@ def to_svg(*layers: Layer, size: int = 256, background: float | Tensor = -1.0) -
         raise ValueError("to_svg needs at least one layer, e.g. to_svg(Circles(centre, radius, colour)).")
     for i, layer in enumerate(layers):
         if _check_layer(layer, i) != ():
-            raise ValueError(f"to_svg writes one image: layer {i} has a batch dimension; pass one item, e.g. "
-                             f"Circles(c.centre[0], c.radius[0], c.colour[0]).")
+            raise ValueError(
+                f"to_svg writes one image: layer {i} has a batch dimension; pass one item, e.g. "
+                f"Circles(c.centre[0], c.radius[0], c.colour[0])."
+            )
     if isinstance(size, bool) or not isinstance(size, int) or size < 1:
         raise ValueError(f"size must be an int >= 1 (pixels of the SVG canvas), got {size!r}; try 256.")
     bg = torch.as_tensor(background, dtype=torch.float64).expand(3)
-    lines = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{size}" height="{size}" viewBox="0 0 {size} {size}">',
-             f'<rect x="0" y="0" width="{size}" height="{size}" fill={quoteattr(_svg_colour(bg, "background"))}/>']
+    lines = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{size}" height="{size}" viewBox="0 0 {size} {size}">',
+        f'<rect x="0" y="0" width="{size}" height="{size}" fill={quoteattr(_svg_colour(bg, "background"))}/>',
+    ]
     for layer in layers:
         colours = layer.colour.detach().cpu()
         if isinstance(layer, Circles):
-            for (x, y), r, c in zip((layer.centre.detach().cpu() * size).tolist(),
-                                    (layer.radius.detach().cpu() * size).tolist(), colours):
-                lines.append(f'<circle cx="{x:.3f}" cy="{y:.3f}" r="{max(r, 0.0):.3f}" '
-                             f'fill={quoteattr(_svg_colour(c, "circle colour"))}/>')
+            for (x, y), r, c in zip(
+                (layer.centre.detach().cpu() * size).tolist(), (layer.radius.detach().cpu() * size).tolist(), colours
+            ):
+                lines.append(
+                    f'<circle cx="{x:.3f}" cy="{y:.3f}" r="{max(r, 0.0):.3f}" '
+                    f"fill={quoteattr(_svg_colour(c, 'circle colour'))}/>"
+                )
         else:
             for vertices, c in zip((layer.vertices.detach().cpu() * size).tolist(), colours):
                 points = " ".join(f"{x:.3f},{y:.3f}" for x, y in vertices)

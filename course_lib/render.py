@@ -48,28 +48,37 @@ def _check_size(size: object) -> int:
 def check_field(field: Tensor) -> int:
     """Raise a ValueError unless ``field`` is a float ``[4, R, R, R]`` radiance field with density >= 0; return R."""
     if not isinstance(field, Tensor) or not field.is_floating_point() or field.ndim != 4 or field.shape[0] != 4:
-        raise ValueError(f"field must be a float tensor [4, R, R, R] (density, then RGB), got "
-                         f"{getattr(field, 'dtype', type(field).__name__)} {tuple(getattr(field, 'shape', ()))}; "
-                         f"build one with torch.cat([density[None], colour]).")
+        raise ValueError(
+            f"field must be a float tensor [4, R, R, R] (density, then RGB), got "
+            f"{getattr(field, 'dtype', type(field).__name__)} {tuple(getattr(field, 'shape', ()))}; "
+            f"build one with torch.cat([density[None], colour])."
+        )
     r = field.shape[1]
     if field.shape[2:] != (r, r) or r < 2:
-        raise ValueError(f"field must be a cubic grid [4, R, R, R] with R >= 2, got {tuple(field.shape)}; "
-                         f"resample it to a cube, e.g. with F.interpolate(field[None], size=(R, R, R)).")
+        raise ValueError(
+            f"field must be a cubic grid [4, R, R, R] with R >= 2, got {tuple(field.shape)}; "
+            f"resample it to a cube, e.g. with F.interpolate(field[None], size=(R, R, R))."
+        )
     if bool((field[0] < 0).any()):
-        raise ValueError(f"field[0] is the density and must be >= 0, got a minimum of {float(field[0].min()):.3g}; "
-                         f"pass it through F.softplus or torch.relu (or clamp the optimised parameters).")
+        raise ValueError(
+            f"field[0] is the density and must be >= 0, got a minimum of {float(field[0].min()):.3g}; "
+            f"pass it through F.softplus or torch.relu (or clamp the optimised parameters)."
+        )
     return r
 
 
 def _check_background(background: float | Tensor, like: Tensor) -> Tensor:
     bg = torch.as_tensor(background, dtype=like.dtype, device=like.device)
     if bg.shape not in ((), (3,)) or not bool(((bg >= -1) & (bg <= 1)).all()):
-        raise ValueError(f"background must be a number or an RGB tensor [3] in [-1, 1], got {background!r}; "
-                         f"-1.0 is black, 1.0 white.")
+        raise ValueError(
+            f"background must be a number or an RGB tensor [3] in [-1, 1], got {background!r}; "
+            f"-1.0 is black, 1.0 white."
+        )
     return bg.expand(3)
 
 
 # --- the field ------------------------------------------------------------------------------------------
+
 
 def grid_points(resolution: int, dtype: torch.dtype = torch.float32) -> Tensor:
     """The points of the voxels: ``[R, R, R, 3]`` (x, y, z) in [-1, 1], indexed ``[k, j, i]`` like a field."""
@@ -128,6 +137,7 @@ def sample_field(field: Tensor, points: Tensor) -> tuple[Tensor, Tensor]:
 
 # --- volume rendering -----------------------------------------------------------------------------------
 
+
 def compositing_weights(sigma: Tensor, deltas: Tensor) -> Tensor:
     """NeRF Eq. 3's weights w_i = T_i (1 - exp(-sigma_i delta_i)), T_i = exp(-sum_{j<i} sigma_j delta_j).
 
@@ -146,9 +156,16 @@ def compositing_weights(sigma: Tensor, deltas: Tensor) -> Tensor:
     return torch.exp(-depth_before) * alpha  # Eq. 3: T_i alpha_i
 
 
-def render_rays(field: Tensor, origins: Tensor, directions: Tensor, near: float, far: float, num_samples: int = 48,
-                background: float | Tensor = -1.0,
-                generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+def render_rays(
+    field: Tensor,
+    origins: Tensor,
+    directions: Tensor,
+    near: float,
+    far: float,
+    num_samples: int = 48,
+    background: float | Tensor = -1.0,
+    generator: torch.Generator | None = None,
+) -> tuple[Tensor, Tensor]:
     """Colour and opacity of N rays through a field: NeRF Eq. 3 composited over a background.
 
     The segment [near, far] of each ray x(t) = o + t d is cut into S equal strata; sample i lies at the stratum's
@@ -168,14 +185,25 @@ def render_rays(field: Tensor, origins: Tensor, directions: Tensor, near: float,
         opacity ``[N]`` = sum_i w_i in [0, 1].
     """
     check_field(field)
-    if not isinstance(origins, Tensor) or origins.ndim != 2 or origins.shape[1] != 3 \
-            or not isinstance(directions, Tensor) or directions.shape != origins.shape:
-        raise ValueError(f"origins and directions must both be tensors [N, 3], got "
-                         f"{tuple(getattr(origins, 'shape', ()))} and {tuple(getattr(directions, 'shape', ()))}.")
-    if any(isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < math.inf for v in (near, far)) \
-            or not near < far:
-        raise ValueError(f"near and far must be finite numbers with 0 <= near < far, and near must be smaller than "
-                         f"far; got near={near!r}, far={far!r}. Swap them or widen the range.")
+    if (
+        not isinstance(origins, Tensor)
+        or origins.ndim != 2
+        or origins.shape[1] != 3
+        or not isinstance(directions, Tensor)
+        or directions.shape != origins.shape
+    ):
+        raise ValueError(
+            f"origins and directions must both be tensors [N, 3], got "
+            f"{tuple(getattr(origins, 'shape', ()))} and {tuple(getattr(directions, 'shape', ()))}."
+        )
+    if (
+        any(isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < math.inf for v in (near, far))
+        or not near < far
+    ):
+        raise ValueError(
+            f"near and far must be finite numbers with 0 <= near < far, and near must be smaller than "
+            f"far; got near={near!r}, far={far!r}. Swap them or widen the range."
+        )
     if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
         raise ValueError(f"num_samples must be an int >= 1, got {num_samples!r}; try 32 to 64.")
     bg = _check_background(background, field)
@@ -198,8 +226,15 @@ def render_rays(field: Tensor, origins: Tensor, directions: Tensor, near: float,
 
 # --- cameras ---------------------------------------------------------------------------------------------
 
-def camera_rays(azimuth_deg: float, elevation_deg: float, radius: float = 3.5, size: int = 32,
-                fov_deg: float = 40.0, dtype: torch.dtype = torch.float32) -> tuple[Tensor, Tensor]:
+
+def camera_rays(
+    azimuth_deg: float,
+    elevation_deg: float,
+    radius: float = 3.5,
+    size: int = 32,
+    fov_deg: float = 40.0,
+    dtype: torch.dtype = torch.float32,
+) -> tuple[Tensor, Tensor]:
     """Rays of a pinhole camera looking at the origin, +y up (conventions in the module docstring).
 
     Args:
@@ -213,15 +248,20 @@ def camera_rays(azimuth_deg: float, elevation_deg: float, radius: float = 3.5, s
         (row 0 at the top of the image).
     """
     _check_number("elevation_deg", elevation_deg, -90.0, 90.0, "the camera cannot look straight up or down.")
-    _check_number("radius", radius, CUBE_DIAGONAL, math.inf,
-                  f"the camera must be outside the sphere around the cube [-1, 1]^3 (radius > {CUBE_DIAGONAL:.3f}); "
-                  f"try 3.5.")
+    _check_number(
+        "radius",
+        radius,
+        CUBE_DIAGONAL,
+        math.inf,
+        f"the camera must be outside the sphere around the cube [-1, 1]^3 (radius > {CUBE_DIAGONAL:.3f}); try 3.5.",
+    )
     _check_number("fov_deg", fov_deg, 0.0, 180.0, "try 40.")
     _check_number("azimuth_deg", azimuth_deg, -math.inf, math.inf, "pass a finite angle in degrees.")
     size = _check_size(size)
     az, el = math.radians(azimuth_deg), math.radians(elevation_deg)
-    eye = radius * torch.tensor([math.cos(el) * math.sin(az), math.sin(el), math.cos(el) * math.cos(az)],
-                                dtype=torch.float64)
+    eye = radius * torch.tensor(
+        [math.cos(el) * math.sin(az), math.sin(el), math.cos(el) * math.cos(az)], dtype=torch.float64
+    )
     forward = -eye / radius
     right = torch.linalg.cross(forward, torch.tensor([0.0, 1.0, 0.0], dtype=torch.float64))
     right = right / right.norm()
@@ -237,14 +277,24 @@ def camera_rays(azimuth_deg: float, elevation_deg: float, radius: float = 3.5, s
 def _angles(name: str, values: Sequence[float] | Tensor) -> list[float]:
     flat = values.detach().reshape(-1).tolist() if isinstance(values, Tensor) else list(values)
     if isinstance(values, Tensor) and values.ndim != 1 or len(flat) == 0:
-        raise ValueError(f"{name} must be a non-empty 1-D tensor or list of angles in degrees, got {values!r}; "
-                         f"wrap one angle: [{name}].")
+        raise ValueError(
+            f"{name} must be a non-empty 1-D tensor or list of angles in degrees, got {values!r}; "
+            f"wrap one angle: [{name}]."
+        )
     return [float(v) for v in flat]
 
 
-def render_views(field: Tensor, azimuth_deg: Sequence[float] | Tensor, elevation_deg: Sequence[float] | Tensor,
-                 radius: float = 3.5, size: int = 32, fov_deg: float = 40.0, num_samples: int = 48,
-                 background: float | Tensor = -1.0, generator: torch.Generator | None = None) -> Tensor:
+def render_views(
+    field: Tensor,
+    azimuth_deg: Sequence[float] | Tensor,
+    elevation_deg: Sequence[float] | Tensor,
+    radius: float = 3.5,
+    size: int = 32,
+    fov_deg: float = 40.0,
+    num_samples: int = 48,
+    background: float | Tensor = -1.0,
+    generator: torch.Generator | None = None,
+) -> Tensor:
     """Images of one field from B cameras (``camera_rays`` then ``render_rays``), differentiable in the field.
 
     Each ray is sampled on [radius - sqrt(3), radius + sqrt(3)], which covers the whole cube [-1, 1]^3.
@@ -259,18 +309,22 @@ def render_views(field: Tensor, azimuth_deg: Sequence[float] | Tensor, elevation
     """
     azimuths, elevations = _angles("azimuth_deg", azimuth_deg), _angles("elevation_deg", elevation_deg)
     if len(azimuths) != len(elevations):
-        raise ValueError(f"azimuth_deg and elevation_deg must have the same length B, got {len(azimuths)} and "
-                         f"{len(elevations)}; pass one (azimuth, elevation) pair per view.")
+        raise ValueError(
+            f"azimuth_deg and elevation_deg must have the same length B, got {len(azimuths)} and "
+            f"{len(elevations)}; pass one (azimuth, elevation) pair per view."
+        )
     check_field(field)
     rays = [camera_rays(a, e, radius, size, fov_deg, dtype=field.dtype) for a, e in zip(azimuths, elevations)]
     origins, directions = torch.cat([o for o, _ in rays]), torch.cat([d for _, d in rays])
-    rgb, _ = render_rays(field, origins, directions, radius - CUBE_DIAGONAL, radius + CUBE_DIAGONAL, num_samples,
-                         background, generator)
+    rgb, _ = render_rays(
+        field, origins, directions, radius - CUBE_DIAGONAL, radius + CUBE_DIAGONAL, num_samples, background, generator
+    )
     return rgb.reshape(len(azimuths), size, size, 3).permute(0, 3, 1, 2)
 
 
-def sample_cameras(n: int, generator: torch.Generator | None = None,
-                   elevation_range: tuple[float, float] = (-10.0, 80.0)) -> tuple[Tensor, Tensor]:
+def sample_cameras(
+    n: int, generator: torch.Generator | None = None, elevation_range: tuple[float, float] = (-10.0, 80.0)
+) -> tuple[Tensor, Tensor]:
     """DreamFusion-style random cameras: azimuth uniform in [-180, 180), elevation uniform in ``elevation_range``.
 
     Returns float32 ``[n]`` azimuths and ``[n]`` elevations in degrees. The default range follows DreamFusion's
@@ -280,8 +334,10 @@ def sample_cameras(n: int, generator: torch.Generator | None = None,
         raise ValueError(f"n must be an int >= 1 (number of cameras), got {n!r}.")
     low, high = elevation_range
     if not -90.0 < low <= high < 90.0:
-        raise ValueError(f"elevation_range must be (low, high) with -90 < low <= high < 90 degrees, got "
-                         f"{elevation_range!r}; try (-10.0, 80.0).")
+        raise ValueError(
+            f"elevation_range must be (low, high) with -90 < low <= high < 90 degrees, got "
+            f"{elevation_range!r}; try (-10.0, 80.0)."
+        )
     u = torch.rand(n, 2, generator=generator, dtype=torch.float64)
     return (360.0 * u[:, 0] - 180.0).float(), (low + (high - low) * u[:, 1]).float()
 

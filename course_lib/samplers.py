@@ -18,6 +18,7 @@ from .forward_process import predict_x0_from_eps
 from .schedules import Schedule
 from .variance import VARIANCES, Variance, learned_log_variance, split_output  # noqa: F401 (also served from here)
 
+
 class SampleStep(NamedTuple):
     """One reverse step: the index t just denoised, x_{t-1} (called ``x``) and the model's x0 estimate."""
 
@@ -26,9 +27,18 @@ class SampleStep(NamedTuple):
     x0_hat: Tensor
 
 
-def ddpm_step(eps: Tensor, xt: Tensor, t: int, schedule: Schedule, *, variance: Variance = "fixed_small",
-              clip_x0: bool = False, noise: Tensor | None = None, generator: torch.Generator | None = None,
-              v: Tensor | None = None) -> SampleStep:
+def ddpm_step(
+    eps: Tensor,
+    xt: Tensor,
+    t: int,
+    schedule: Schedule,
+    *,
+    variance: Variance = "fixed_small",
+    clip_x0: bool = False,
+    noise: Tensor | None = None,
+    generator: torch.Generator | None = None,
+    v: Tensor | None = None,
+) -> SampleStep:
     """One step of Algorithm 2: x_{t-1} = mu_theta(x_t, t) + sigma_t z.
 
     mu_theta is the posterior mean of q(x_{t-1} | x_t, x0_hat) with x0_hat = (x_t - sqrt(1-ab_t) eps)/sqrt(ab_t),
@@ -54,8 +64,10 @@ def ddpm_step(eps: Tensor, xt: Tensor, t: int, schedule: Schedule, *, variance: 
     if variance not in VARIANCES:
         raise ValueError(f"variance must be one of {VARIANCES}, got {variance!r}.")
     if (variance == "learned_range") != (v is not None):
-        raise ValueError("pass v (the model's variance output) exactly when variance='learned_range'; "
-                         f"got variance={variance!r} and v {'given' if v is not None else 'missing'}.")
+        raise ValueError(
+            "pass v (the model's variance output) exactly when variance='learned_range'; "
+            f"got variance={variance!r} and v {'given' if v is not None else 'missing'}."
+        )
     t = int(t)
     tt = torch.full((xt.shape[0],), t, dtype=torch.long)
     x0_hat = predict_x0_from_eps(xt, tt, eps, schedule)
@@ -76,11 +88,20 @@ def ddpm_step(eps: Tensor, xt: Tensor, t: int, schedule: Schedule, *, variance: 
     return SampleStep(t, mean + std * noise, x0_hat)
 
 
-def ddpm_sample_loop(model: Callable[..., Tensor], shape: tuple[int, ...], schedule: Schedule, *,
-                     generator: torch.Generator | None = None, device: torch.device | str = "cpu",
-                     x_T: Tensor | None = None, variance: Variance = "fixed_small", clip_x0: bool = False,
-                     model_timesteps: Sequence[int] | None = None, progress: bool = True,
-                     **model_kwargs) -> Iterator[SampleStep]:
+def ddpm_sample_loop(
+    model: Callable[..., Tensor],
+    shape: tuple[int, ...],
+    schedule: Schedule,
+    *,
+    generator: torch.Generator | None = None,
+    device: torch.device | str = "cpu",
+    x_T: Tensor | None = None,
+    variance: Variance = "fixed_small",
+    clip_x0: bool = False,
+    model_timesteps: Sequence[int] | None = None,
+    progress: bool = True,
+    **model_kwargs,
+) -> Iterator[SampleStep]:
     """Algorithm 2, yielding every step so callers can plot the trajectory.
 
     Args:
@@ -100,8 +121,10 @@ def ddpm_sample_loop(model: Callable[..., Tensor], shape: tuple[int, ...], sched
         raise ValueError(f"x_T has shape {tuple(x.shape)}, expected {tuple(shape)}.")
     T = schedule.num_timesteps
     if model_timesteps is not None and len(model_timesteps) != T:
-        raise ValueError(f"model_timesteps must give one original index per step of the schedule ({T}), "
-                         f"got {len(model_timesteps)}; pass the timesteps you gave schedules.respace.")
+        raise ValueError(
+            f"model_timesteps must give one original index per step of the schedule ({T}), "
+            f"got {len(model_timesteps)}; pass the timesteps you gave schedules.respace."
+        )
     for t in tqdm(range(T - 1, -1, -1), desc="DDPM sampling", disable=not progress, leave=False):
         t_model = t if model_timesteps is None else int(model_timesteps[t])
         tt = torch.full((shape[0],), t_model, dtype=torch.long, device=device)
@@ -114,20 +137,40 @@ def ddpm_sample_loop(model: Callable[..., Tensor], shape: tuple[int, ...], sched
         yield step
 
 
-def ddpm_sample(model: Callable[..., Tensor], shape: tuple[int, ...], schedule: Schedule, *,
-                generator: torch.Generator | None = None, device: torch.device | str = "cpu",
-                x_T: Tensor | None = None, variance: Variance = "fixed_small", clip_x0: bool = False,
-                callback: Callable[[SampleStep], None] | None = None, progress: bool = True,
-                model_timesteps: Sequence[int] | None = None, **model_kwargs) -> Tensor:
+def ddpm_sample(
+    model: Callable[..., Tensor],
+    shape: tuple[int, ...],
+    schedule: Schedule,
+    *,
+    generator: torch.Generator | None = None,
+    device: torch.device | str = "cpu",
+    x_T: Tensor | None = None,
+    variance: Variance = "fixed_small",
+    clip_x0: bool = False,
+    callback: Callable[[SampleStep], None] | None = None,
+    progress: bool = True,
+    model_timesteps: Sequence[int] | None = None,
+    **model_kwargs,
+) -> Tensor:
     """Algorithm 2 of Ho et al.: start from x_T ~ N(0, I) and apply ``ddpm_step`` for t = T-1 ... 0.
 
     ``callback(step)`` is called after every step (e.g. to keep a few frames for a trajectory strip).
     Returns the samples x_0, [B, ...] (unclamped; clamp to [-1, 1] before display).
     """
     x = None
-    for step in ddpm_sample_loop(model, shape, schedule, generator=generator, device=device, x_T=x_T,
-                                 variance=variance, clip_x0=clip_x0, model_timesteps=model_timesteps,
-                                 progress=progress, **model_kwargs):
+    for step in ddpm_sample_loop(
+        model,
+        shape,
+        schedule,
+        generator=generator,
+        device=device,
+        x_T=x_T,
+        variance=variance,
+        clip_x0=clip_x0,
+        model_timesteps=model_timesteps,
+        progress=progress,
+        **model_kwargs,
+    ):
         if callback is not None:
             callback(step)
         x = step.x

@@ -59,8 +59,11 @@ class Schedule:
         alpha_bar = torch.cumprod(alphas, dim=0)
         alpha_bar_prev = torch.cat([alpha_bar.new_ones(1), alpha_bar[:-1]])
         posterior_variance = betas * (1.0 - alpha_bar_prev) / (1.0 - alpha_bar)
-        log_var = torch.log(torch.cat([posterior_variance[1:2], posterior_variance[1:]])) if len(betas) > 1 \
+        log_var = (
+            torch.log(torch.cat([posterior_variance[1:2], posterior_variance[1:]]))
+            if len(betas) > 1
             else torch.log(betas)
+        )
         return cls(
             name=name,
             betas=betas,
@@ -78,6 +81,7 @@ class Schedule:
 
 
 # --- beta recipes (pure functions of T) ---
+
 
 def linear_betas(num_timesteps: int, beta_start: float = 1e-4, beta_end: float = 0.02) -> Tensor:
     """DDPM's schedule: beta_t = beta_1 + (t-1)/(T-1) (beta_T - beta_1). Ho et al. 2020, Sec. 4."""
@@ -151,6 +155,7 @@ def extract(values: Tensor, t: Tensor, like: Tensor) -> Tensor:
 
 # --- respacing (Nichol & Dhariwal 2021, Sec. 4; DDIM's tau) ---
 
+
 def respace(schedule: Schedule, timesteps: "list[int] | tuple[int, ...] | Tensor") -> Schedule:
     """The schedule of the sub-process that visits only ``timesteps`` (increasing indices of ``schedule``).
 
@@ -162,9 +167,11 @@ def respace(schedule: Schedule, timesteps: "list[int] | tuple[int, ...] | Tensor
     taus = [int(t) for t in (timesteps.tolist() if isinstance(timesteps, Tensor) else timesteps)]
     T = schedule.num_timesteps
     if not taus or any(a >= b for a, b in zip(taus, taus[1:])) or taus[0] < 0 or taus[-1] >= T:
-        raise ValueError(f"timesteps must be a non-empty, strictly increasing list of indices in 0 ... {T - 1}, "
-                         f"got {taus[:5]}{'...' if len(taus) > 5 else ''} ({len(taus)} values); e.g. "
-                         "ddim.ddim_timesteps(T, K)[::-1] or list(range(0, T, T // K)).")
+        raise ValueError(
+            f"timesteps must be a non-empty, strictly increasing list of indices in 0 ... {T - 1}, "
+            f"got {taus[:5]}{'...' if len(taus) > 5 else ''} ({len(taus)} values); e.g. "
+            "ddim.ddim_timesteps(T, K)[::-1] or list(range(0, T, T // K))."
+        )
     alpha_bar = schedule.alpha_bar[taus]
     prev = torch.cat([alpha_bar.new_ones(1), alpha_bar[:-1]])
     return Schedule.from_betas(f"{schedule.name}[{len(taus)} of {T}]", 1.0 - alpha_bar / prev)

@@ -41,18 +41,26 @@ T_RANGE = (0.02, 0.98)  # DreamFusion Sec. 3: t ~ U(0.02, 0.98)
 def _check_t_range(t_range: tuple[float, float]) -> tuple[float, float]:
     lo, hi = (float(v) for v in t_range)
     if not 0.0 < lo < hi < 1.0:
-        raise ValueError(f"t_range must satisfy 0 < t_min < t_max < 1 (fractions of the schedule), got {t_range}; "
-                         f"DreamFusion uses {T_RANGE}.")
+        raise ValueError(
+            f"t_range must satisfy 0 < t_min < t_max < 1 (fractions of the schedule), got {t_range}; "
+            f"DreamFusion uses {T_RANGE}."
+        )
     return lo, hi
 
 
 def check_guidance_scale(guidance_scale: float) -> float:
     """``guidance_scale`` (omega) as a float, or a ValueError. As in diffusers' pipelines, omega <= 1 runs the
     conditional model alone (``TextEps``); omega > 1 extrapolates eps_u + omega (eps_c - eps_u)."""
-    if isinstance(guidance_scale, bool) or not isinstance(guidance_scale, (int, float)) or \
-            not math.isfinite(guidance_scale) or guidance_scale < 0:
-        raise ValueError(f"guidance_scale (omega) must be a finite number >= 0 (1 = no guidance; DreamFusion uses "
-                         f"100), got {guidance_scale!r}.")
+    if (
+        isinstance(guidance_scale, bool)
+        or not isinstance(guidance_scale, (int, float))
+        or not math.isfinite(guidance_scale)
+        or guidance_scale < 0
+    ):
+        raise ValueError(
+            f"guidance_scale (omega) must be a finite number >= 0 (1 = no guidance; DreamFusion uses "
+            f"100), got {guidance_scale!r}."
+        )
     return float(guidance_scale)
 
 
@@ -61,8 +69,9 @@ def sds_weight(alpha_bar: Tensor) -> Tensor:
     return 1.0 - alpha_bar
 
 
-def sample_timesteps(n: int, num_train_timesteps: int, t_range: tuple[float, float] = T_RANGE,
-                     generator: torch.Generator | None = None) -> Tensor:
+def sample_timesteps(
+    n: int, num_train_timesteps: int, t_range: tuple[float, float] = T_RANGE, generator: torch.Generator | None = None
+) -> Tensor:
     """n timestep indices int64 [n], uniform on the integers in [t_min T, t_max T]."""
     lo, hi = _check_t_range(t_range)
     first, last = int(round(lo * num_train_timesteps)), int(round(hi * num_train_timesteps))
@@ -70,8 +79,14 @@ def sample_timesteps(n: int, num_train_timesteps: int, t_range: tuple[float, flo
     return torch.randint(first, last + 1, (n,), generator=generator)
 
 
-def _noised(z: Tensor, alphas_cumprod: Tensor, t: Tensor | None, noise: Tensor | None,
-            t_range: tuple[float, float], generator: torch.Generator | None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+def _noised(
+    z: Tensor,
+    alphas_cumprod: Tensor,
+    t: Tensor | None,
+    noise: Tensor | None,
+    t_range: tuple[float, float],
+    generator: torch.Generator | None,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """z_t = sqrt(ab_t) z + sqrt(1 - ab_t) eps (Ho et al. Eq. 4) with t and eps drawn when None (t first, then eps):
     returns (z_t, t, eps, ab_t shaped to broadcast against z)."""
     if alphas_cumprod.ndim != 1:
@@ -81,17 +96,25 @@ def _noised(z: Tensor, alphas_cumprod: Tensor, t: Tensor | None, noise: Tensor |
     if noise is None:
         noise = torch.randn(z.shape, generator=generator).to(z)
     if noise.shape != z.shape or t.shape != (len(z),):
-        raise ValueError(f"noise must be like z {tuple(z.shape)} and t of shape [{len(z)}]; got noise "
-                         f"{tuple(noise.shape)}, t {tuple(t.shape)}.")
+        raise ValueError(
+            f"noise must be like z {tuple(z.shape)} and t of shape [{len(z)}]; got noise "
+            f"{tuple(noise.shape)}, t {tuple(t.shape)}."
+        )
     ab = alphas_cumprod.to(z)[t.to(alphas_cumprod.device)].view(-1, *([1] * (z.ndim - 1)))
     return ab.sqrt() * z + (1 - ab).sqrt() * noise, t.to(z.device), noise, ab
 
 
 @torch.no_grad()
-def sds_gradient(eps_model: EpsModel, z: Tensor, alphas_cumprod: Tensor, t: Tensor | None = None,
-                 noise: Tensor | None = None, t_range: tuple[float, float] = T_RANGE,
-                 generator: torch.Generator | None = None,
-                 weighting: Callable[[Tensor], Tensor] = sds_weight) -> Tensor:
+def sds_gradient(
+    eps_model: EpsModel,
+    z: Tensor,
+    alphas_cumprod: Tensor,
+    t: Tensor | None = None,
+    noise: Tensor | None = None,
+    t_range: tuple[float, float] = T_RANGE,
+    generator: torch.Generator | None = None,
+    weighting: Callable[[Tensor], Tensor] = sds_weight,
+) -> Tensor:
     """The SDS gradient with respect to the latent, w(t) (eps_hat(z_t, t) - eps), like z: Eq. 3 without dz/dtheta.
 
     Args:
@@ -104,10 +127,16 @@ def sds_gradient(eps_model: EpsModel, z: Tensor, alphas_cumprod: Tensor, t: Tens
     return weighting(ab) * (eps_model(z_t, t) - noise)
 
 
-def diffusion_loss_gradient(eps_model: EpsModel, z: Tensor, alphas_cumprod: Tensor, t: Tensor | None = None,
-                            noise: Tensor | None = None, t_range: tuple[float, float] = T_RANGE,
-                            generator: torch.Generator | None = None,
-                            weighting: Callable[[Tensor], Tensor] = sds_weight) -> Tensor:
+def diffusion_loss_gradient(
+    eps_model: EpsModel,
+    z: Tensor,
+    alphas_cumprod: Tensor,
+    t: Tensor | None = None,
+    noise: Tensor | None = None,
+    t_range: tuple[float, float] = T_RANGE,
+    generator: torch.Generator | None = None,
+    weighting: Callable[[Tensor], Tensor] = sds_weight,
+) -> Tensor:
     """The gradient SDS approximates, U-Net Jacobian kept: d/dz of 1/2 w(t) ||eps_hat(z_t, t) - eps||^2, like z.
 
     By the chain rule it is w(t) (eps_hat - eps) (d eps_hat / d z_t) sqrt(ab_t): ``sds_gradient`` replaces the
@@ -132,9 +161,11 @@ def sds_surrogate(z: Tensor, grad: Tensor) -> Tensor:
 
 # --- the optimisation loop ----------------------------------------------------------------------------------------
 
+
 @dataclass
 class DistillResult:
     """What ``score_distillation`` returns: the last render, the gradient norm per step and the wall time."""
+
     images: Tensor
     grad_norms: list[float] = field(default_factory=list)
     wall_time_s: float = 0.0
@@ -146,11 +177,20 @@ def encode_images(vae, images: Tensor) -> Tensor:
     return vae.encode(images).latent_dist.mean * vae.config.scaling_factor
 
 
-def score_distillation(pipe, render: Callable[[int], tuple[Tensor, Sequence[str]]], parameters, steps: int,
-                       lr: float, guidance_scale: float = 100.0, t_range: tuple[float, float] = T_RANGE,
-                       generator: torch.Generator | None = None, space: str = "image",
-                       keep_unet_jacobian: bool = False, callback: Callable[[int, Tensor], None] | None = None,
-                       progress: bool = True) -> DistillResult:
+def score_distillation(
+    pipe,
+    render: Callable[[int], tuple[Tensor, Sequence[str]]],
+    parameters,
+    steps: int,
+    lr: float,
+    guidance_scale: float = 100.0,
+    t_range: tuple[float, float] = T_RANGE,
+    generator: torch.Generator | None = None,
+    space: str = "image",
+    keep_unet_jacobian: bool = False,
+    callback: Callable[[int, Tensor], None] | None = None,
+    progress: bool = True,
+) -> DistillResult:
     """Optimise a renderer's ``parameters`` with SDS under a frozen text-to-image ``pipe`` (Stable Diffusion's parts).
 
     ``render(step)`` returns images [B, 3, H, W] in [-1, 1] (differentiable in ``parameters``; H, W the autoencoder's
@@ -171,8 +211,9 @@ def score_distillation(pipe, render: Callable[[int], tuple[Tensor, Sequence[str]
     if not parameters or not all(p.requires_grad for p in parameters):
         raise ValueError("parameters must be a non-empty list of tensors with requires_grad=True (the renderer's).")
     if space not in ("image", "latent"):
-        raise ValueError(f'space must be "image" (render returns images) or "latent" (it returns latents), '
-                         f'got {space!r}.')
+        raise ValueError(
+            f'space must be "image" (render returns images) or "latent" (it returns latents), got {space!r}.'
+        )
     opt = torch.optim.Adam(parameters, lr=lr)
     for module in (pipe.unet, pipe.vae, pipe.text_encoder):
         module.requires_grad_(False)
@@ -216,11 +257,19 @@ def score_distillation(pipe, render: Callable[[int], tuple[Tensor, Sequence[str]
 # With one particle eps_phi(z_t) = eps exactly and VSD is SDS; when the particles are distributed as the model's
 # data, eps_phi = eps_pretrained for every z_t and the gradient is zero.
 
+
 @torch.no_grad()
-def vsd_gradient(eps_pretrained: EpsModel, eps_particles: EpsModel, z: Tensor, alphas_cumprod: Tensor,
-                 t: Tensor | None = None, noise: Tensor | None = None, t_range: tuple[float, float] = T_RANGE,
-                 generator: torch.Generator | None = None,
-                 weighting: Callable[[Tensor], Tensor] = sds_weight) -> Tensor:
+def vsd_gradient(
+    eps_pretrained: EpsModel,
+    eps_particles: EpsModel,
+    z: Tensor,
+    alphas_cumprod: Tensor,
+    t: Tensor | None = None,
+    noise: Tensor | None = None,
+    t_range: tuple[float, float] = T_RANGE,
+    generator: torch.Generator | None = None,
+    weighting: Callable[[Tensor], Tensor] = sds_weight,
+) -> Tensor:
     """The VSD gradient with respect to the particles' latents, w(t) (eps_pretrained(z_t, t) - eps_phi(z_t, t)), like z.
 
     ProlificDreamer's update rule (Wang et al. 2023) without dz/dtheta. The same t and noise (or the same
@@ -239,8 +288,10 @@ def vsd_gradient(eps_pretrained: EpsModel, eps_particles: EpsModel, z: Tensor, a
     z_t, t, noise, ab = _noised(z.detach(), alphas_cumprod, t, noise, t_range, generator)
     eps_p, eps_phi = eps_pretrained(z_t, t), eps_particles(z_t, t)
     if eps_p.shape != z.shape or eps_phi.shape != z.shape:
-        raise ValueError(f"both eps-models must return eps like z {tuple(z.shape)}; got {tuple(eps_p.shape)} "
-                         f"(pretrained) and {tuple(eps_phi.shape)} (particles).")
+        raise ValueError(
+            f"both eps-models must return eps like z {tuple(z.shape)}; got {tuple(eps_p.shape)} "
+            f"(pretrained) and {tuple(eps_phi.shape)} (particles)."
+        )
     return weighting(ab) * (eps_p - eps_phi)
 
 
@@ -268,8 +319,10 @@ def particles_eps(particles: Tensor, alphas_cumprod: Tensor) -> EpsModel:
 
     def eps(z_t: Tensor, t: Tensor) -> Tensor:
         if z_t.shape[1:] != particles.shape[1:]:
-            raise ValueError(f"z_t must be [B, {', '.join(map(str, particles.shape[1:]))}] like one particle, got "
-                             f"{tuple(z_t.shape)}.")
+            raise ValueError(
+                f"z_t must be [B, {', '.join(map(str, particles.shape[1:]))}] like one particle, got "
+                f"{tuple(z_t.shape)}."
+            )
         ab = schedule.to(z_t.device)[t.to(z_t.device)][:, None]  # [B, 1]
         z = z_t.flatten(1).double()  # [B, D]
         centres = ab.sqrt()[:, :, None] * flat.to(z_t.device)[None]  # [B, N, D]

@@ -41,6 +41,7 @@ _FRONT_Z = {"sphere": 0.6, "cube": 0.48, "cylinder": 0.5, "cone": 0.3}  # the su
 
 # --- signed distances (negative inside), world units ----------------------------------------------------------
 
+
 def _box2(a: Tensor, b: Tensor) -> Tensor:
     """Signed distance of the 2-D box |a| <= 0, |b| <= 0 given the per-axis excesses a, b."""
     return torch.sqrt(a.clamp(min=0) ** 2 + b.clamp(min=0) ** 2) + torch.maximum(a, b).clamp(max=0)
@@ -99,6 +100,7 @@ def _cached_field(shape: str, colour: str, resolution: int, nose: bool) -> Tenso
 
 # --- captions --------------------------------------------------------------------------------------------
 
+
 def caption3d(shape: int, colour: int, view: int) -> str:
     """Caption of indices into ``SHAPES3D``, ``COLOURS``, ``VIEWS``: "a red cube, side view"."""
     return f"a {COLOURS[colour]} {SHAPES3D[shape]}, {VIEWS[view]} view"
@@ -108,12 +110,15 @@ def parse_caption3d(text: str) -> dict[str, int]:
     """Inverse of ``caption3d``: indices ``{"shape", "colour", "view"}`` of a caption."""
     match = re.fullmatch(r"a (\w+) (\w+), (\w+) view", text.strip())
     if match is None or match[1] not in COLOURS or match[2] not in SHAPES3D or match[3] not in VIEWS:
-        raise ValueError(f"cannot parse caption {text!r}: expected 'a <colour> <shape>, <view> view' with colour in "
-                         f"{COLOURS}, shape in {SHAPES3D}, view in {VIEWS}.")
+        raise ValueError(
+            f"cannot parse caption {text!r}: expected 'a <colour> <shape>, <view> view' with colour in "
+            f"{COLOURS}, shape in {SHAPES3D}, view in {VIEWS}."
+        )
     return {"shape": SHAPES3D.index(match[2]), "colour": COLOURS.index(match[1]), "view": VIEWS.index(match[3])}
 
 
 # --- the data set ----------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Shapes3DData:
@@ -128,9 +133,17 @@ class Shapes3DData:
     captions: tuple[str, ...]
 
 
-def shapes3d(n: int, seed: int = 0, size: int = 32, resolution: int = 32, num_samples: int = 48,
-             elevation_range: tuple[float, float] = (-10.0, 80.0), radius: float = 3.5, fov_deg: float = 40.0,
-             nose: bool = True) -> Shapes3DData:
+def shapes3d(
+    n: int,
+    seed: int = 0,
+    size: int = 32,
+    resolution: int = 32,
+    num_samples: int = 48,
+    elevation_range: tuple[float, float] = (-10.0, 80.0),
+    radius: float = 3.5,
+    fov_deg: float = 40.0,
+    nose: bool = True,
+) -> Shapes3DData:
     """Renders of random coloured primitives from random cameras, captioned with the view.
 
     Shape, colour, azimuth (uniform in [-180, 180)) and elevation (uniform in ``elevation_range``, degrees) are
@@ -152,15 +165,18 @@ def shapes3d(n: int, seed: int = 0, size: int = 32, resolution: int = 32, num_sa
     _check_int("size", size, 8, 512)
     low, high = elevation_range
     if not -90.0 < low <= high < 90.0:
-        raise ValueError(f"elevation_range must be (low, high) with -90 < low <= high < 90 degrees, got "
-                         f"{elevation_range!r}; try (-10.0, 80.0).")
+        raise ValueError(
+            f"elevation_range must be (low, high) with -90 < low <= high < 90 degrees, got "
+            f"{elevation_range!r}; try (-10.0, 80.0)."
+        )
     u = _uniform_rows(n, 4, seed)
     shape = (u[:, 0] * len(SHAPES3D)).long()
     colour = (u[:, 1] * len(COLOURS)).long()
     azimuth = (360.0 * u[:, 2] - 180.0).float()
     elevation = (low + (high - low) * u[:, 3]).float()
-    view = torch.tensor([VIEWS.index(view_label(a, e)) for a, e in zip(azimuth.tolist(), elevation.tolist())],
-                        dtype=torch.int64)
+    view = torch.tensor(
+        [VIEWS.index(view_label(a, e)) for a, e in zip(azimuth.tolist(), elevation.tolist())], dtype=torch.int64
+    )
     images = torch.empty(n, 3, size, size)
     for s in range(len(SHAPES3D)):
         for c in range(len(COLOURS)):
@@ -169,8 +185,9 @@ def shapes3d(n: int, seed: int = 0, size: int = 32, resolution: int = 32, num_sa
                 continue
             field = _cached_field(SHAPES3D[s], COLOURS[c], resolution, bool(nose))
             for chunk in idx.split(128):
-                images[chunk] = render_views(field, azimuth[chunk], elevation[chunk], radius, size, fov_deg,
-                                             num_samples, background=-1.0)
+                images[chunk] = render_views(
+                    field, azimuth[chunk], elevation[chunk], radius, size, fov_deg, num_samples, background=-1.0
+                )
     images.clamp_(-1.0, 1.0)  # compositing is a convex combination; this only removes rounding error
     captions = tuple(caption3d(*map(int, a)) for a in zip(shape, colour, view))
     return Shapes3DData(images, shape, colour, view, azimuth, elevation, captions)

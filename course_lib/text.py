@@ -79,7 +79,7 @@ def learn_bpe(words: Counter[str] | list[str]) -> list[tuple[str, str]]:
         for symbols, c in corpus.items():
             out, i = [], 0
             while i < len(symbols):
-                if symbols[i:i + 2] == best:
+                if symbols[i : i + 2] == best:
                     out.append(best[0] + best[1])
                     i += 2
                 else:
@@ -113,8 +113,9 @@ def load_tokenizer(directory: str | Path = TOKENIZER_DIR, max_length: int = MAX_
     directory = Path(directory)
     missing = [f for f in ("vocab.json", "merges.txt") if not (directory / f).exists()]
     if missing:
-        raise FileNotFoundError(f"{directory} lacks {missing}; write the tokenizer with course_lib.text.save_tokenizer"
-                                f"({str(directory)!r}).")
+        raise FileNotFoundError(
+            f"{directory} lacks {missing}; write the tokenizer with course_lib.text.save_tokenizer({str(directory)!r})."
+        )
     return CLIPTokenizer.from_pretrained(str(directory), local_files_only=True, model_max_length=max_length)
 
 
@@ -130,6 +131,9 @@ def tokenize(tokenizer, prompts: list[str]) -> dict:
     limit = tokenizer.model_max_length
     for p, ids in zip(prompts, tokenizer(list(prompts)).input_ids):  # one batched call: lengths before truncation
         if len(ids) > limit:
-            warnings.warn(f"prompt {p!r} is {len(ids)} tokens, more than {limit}; its end is cut off (as in SD, whose "
-                          "limit is 77).", stacklevel=2)
+            warnings.warn(
+                f"prompt {p!r} is {len(ids)} tokens, more than {limit}; its end is cut off (as in SD, whose "
+                "limit is 77).",
+                stacklevel=2,
+            )
     return tokenizer(list(prompts), padding="max_length", truncation=True, max_length=limit, return_tensors="pt")

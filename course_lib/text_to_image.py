@@ -32,13 +32,28 @@ PIPELINE_NAME = "tiny_sd"  # the shipped pipeline directory, checkpoints/tiny_sd
 HUB_MODEL_ID = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 
 TINY_UNET = dict(  # diffusers.UNet2DConditionModel keyword arguments: 8 x 8 x 4 latents, three levels (8, 4, 2)
-    sample_size=8, in_channels=4, out_channels=4, block_out_channels=(32, 64, 64), layers_per_block=1,
-    down_block_types=("CrossAttnDownBlock2D",) * 3, up_block_types=("CrossAttnUpBlock2D",) * 3,
-    cross_attention_dim=64, attention_head_dim=8, norm_num_groups=16,
+    sample_size=8,
+    in_channels=4,
+    out_channels=4,
+    block_out_channels=(32, 64, 64),
+    layers_per_block=1,
+    down_block_types=("CrossAttnDownBlock2D",) * 3,
+    up_block_types=("CrossAttnUpBlock2D",) * 3,
+    cross_attention_dim=64,
+    attention_head_dim=8,
+    norm_num_groups=16,
 )
 # Stable Diffusion's noise schedule ("scaled_linear": sqrt(beta) linear from sqrt(0.00085) to sqrt(0.012), T = 1000).
-SD_SCHEDULE = dict(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
-                   clip_sample=False, set_alpha_to_one=False, steps_offset=1, prediction_type="epsilon")
+SD_SCHEDULE = dict(
+    num_train_timesteps=1000,
+    beta_start=0.00085,
+    beta_end=0.012,
+    beta_schedule="scaled_linear",
+    clip_sample=False,
+    set_alpha_to_one=False,
+    steps_offset=1,
+    prediction_type="epsilon",
+)
 
 
 def tiny_unet(**overrides):
@@ -81,6 +96,7 @@ def text_encoder_from_clip(clip):
 
 # --- which captions the U-Net trains on ---------------------------------------------------------------------------
 
+
 def held_out_combination(shape: int, colour: int, size: int, position: int) -> bool:
     """True for the attribute combinations the U-Net never sees in training: one in ten of the (shape, colour, size,
     position) tuples, spread so that every single value (and most pairs) still appear in other combinations."""
@@ -92,8 +108,9 @@ def training_data(n: int, seed: int = 0):
     from .data import SHAPES, shapes
 
     data = shapes(n, seed=seed, include_shapes=[s for s in SHAPES if s != HELD_OUT_SHAPE])
-    keep = torch.tensor([not held_out_combination(*map(int, a))
-                         for a in zip(data.shape, data.colour, data.size, data.position)])
+    keep = torch.tensor(
+        [not held_out_combination(*map(int, a)) for a in zip(data.shape, data.colour, data.size, data.position)]
+    )
     return data, keep
 
 
@@ -101,12 +118,19 @@ def held_out_captions() -> list[str]:
     """The captions of every held-out combination of the trained shapes (the U-Net saw none of them)."""
     from .data import COLOURS, POSITIONS, SHAPES, SIZES, caption
 
-    return [caption(s, c, z, p) for s in range(len(SHAPES)) if SHAPES[s] != HELD_OUT_SHAPE
-            for c in range(len(COLOURS)) for z in range(len(SIZES)) for p in range(len(POSITIONS))
-            if held_out_combination(s, c, z, p)]
+    return [
+        caption(s, c, z, p)
+        for s in range(len(SHAPES))
+        if SHAPES[s] != HELD_OUT_SHAPE
+        for c in range(len(COLOURS))
+        for z in range(len(SIZES))
+        for p in range(len(POSITIONS))
+        if held_out_combination(s, c, z, p)
+    ]
 
 
 # --- training ---------------------------------------------------------------------------------------------------
+
 
 @torch.no_grad()
 def encode_prompts(text_encoder, tokenizer, prompts: Sequence[str], batch_size: int = 512) -> Tensor:
@@ -118,7 +142,7 @@ def encode_prompts(text_encoder, tokenizer, prompts: Sequence[str], batch_size: 
         raise ValueError("no prompts given; pass a list of at least one string ('' is the empty prompt).")
     out = []
     for i in range(0, len(prompts), batch_size):
-        ids = tokenize(tokenizer, list(prompts[i:i + batch_size]))["input_ids"]
+        ids = tokenize(tokenizer, list(prompts[i : i + batch_size]))["input_ids"]
         out.append(text_encoder(ids.to(text_encoder.device))[0])
     return torch.cat(out)
 
@@ -134,8 +158,9 @@ def caption_pairs(pipe, images: Tensor, captions: Sequence[str]) -> tuple[Tensor
     return encode(pipe.vae, images), encode_prompts(pipe.text_encoder, pipe.tokenizer, list(captions))
 
 
-def latent_diffusion_loss_fn(alphas_cumprod: Tensor, null_condition: Tensor, p_uncond: float = 0.1,
-                             generator: torch.Generator | None = None):
+def latent_diffusion_loss_fn(
+    alphas_cumprod: Tensor, null_condition: Tensor, p_uncond: float = 0.1, generator: torch.Generator | None = None
+):
     """``loss_fn(unet, (latents, conditions))`` for ``trainer.train``: L_simple on scaled latents ``[B, 4, h, w]``
     with text conditions ``[B, L, D]``; each example's condition is replaced by ``null_condition`` (``[L, D]``, the
     empty prompt's) with probability ``p_uncond``, so the one network also learns the unconditional score that
@@ -157,8 +182,15 @@ def latent_diffusion_loss_fn(alphas_cumprod: Tensor, null_condition: Tensor, p_u
     return loss_fn
 
 
-def fine_tune(pipe, pairs: tuple[Tensor, Tensor], steps: int, lr: float, batch_size: int = 16,
-              p_uncond: float = 0.1, seed: int = 0):
+def fine_tune(
+    pipe,
+    pairs: tuple[Tensor, Tensor],
+    steps: int,
+    lr: float,
+    batch_size: int = 16,
+    p_uncond: float = 0.1,
+    seed: int = 0,
+):
     """Continue training ``pipe.unet`` in place as it was trained (``latent_diffusion_loss_fn`` with the empty prompt
     dropped in at rate ``p_uncond``) on ``caption_pairs``' (latents, states). Whatever requires grad is trained: the
     whole U-Net for full fine-tuning, only A and B after ``lora.inject_lora``. Returns the ``trainer.TrainResult``
@@ -166,20 +198,29 @@ def fine_tune(pipe, pairs: tuple[Tensor, Tensor], steps: int, lr: float, batch_s
     from .trainer import train
 
     null = encode_prompts(pipe.text_encoder, pipe.tokenizer, [""])[0]
-    loss_fn = latent_diffusion_loss_fn(pipe.scheduler.alphas_cumprod, null, p_uncond,
-                                       generator=torch.Generator().manual_seed(seed + 3))
+    loss_fn = latent_diffusion_loss_fn(
+        pipe.scheduler.alphas_cumprod, null, p_uncond, generator=torch.Generator().manual_seed(seed + 3)
+    )
     return train(pipe.unet, loss_fn, pairs, steps=steps, batch_size=batch_size, lr=lr, seed=seed, progress=False)
 
 
 # --- the pipeline: assemble, save with a manifest, load after the SHA check ---------------------------------------
 
+
 def build_pipeline(vae, text_encoder, tokenizer, unet, scheduler=None):
     """``diffusers.StableDiffusionPipeline`` from the parts, without the safety checker (nothing here to check)."""
     from diffusers import StableDiffusionPipeline
 
-    return StableDiffusionPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
-                                   scheduler=scheduler if scheduler is not None else make_scheduler("ddpm"),
-                                   safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    return StableDiffusionPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        unet=unet,
+        scheduler=scheduler if scheduler is not None else make_scheduler("ddpm"),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
 
 
 def save_pipeline(pipe, directory: str | Path, **record) -> dict:
@@ -207,9 +248,14 @@ def save_pipeline(pipe, directory: str | Path, **record) -> dict:
     files = sorted(p for p in directory.rglob("*") if p.is_file() and p.name != "manifest.json")
     for p in files:
         p.chmod(0o644)  # safetensors writes 0600; the package installs them for everyone to read
-    manifest = {"files": {str(p.relative_to(directory)): sha256_file(p) for p in files}, "hardware": hardware(),
-                "torch": torch.__version__, "diffusers": diffusers.__version__,
-                "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"), **record}
+    manifest = {
+        "files": {str(p.relative_to(directory)): sha256_file(p) for p in files},
+        "hardware": hardware(),
+        "torch": torch.__version__,
+        "diffusers": diffusers.__version__,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        **record,
+    }
     (directory / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return manifest
 
@@ -220,17 +266,24 @@ def verify_pipeline(directory: str | Path) -> dict:
     directory = Path(directory)
     path = directory / "manifest.json"
     if not path.exists():
-        raise CheckpointError(f"{directory} has no manifest.json, so its files cannot be checked; save it with "
-                              "text_to_image.save_pipeline or re-create it with `python -m course_lib.train tiny_sd`.")
+        raise CheckpointError(
+            f"{directory} has no manifest.json, so its files cannot be checked; save it with "
+            "text_to_image.save_pipeline or re-create it with `python -m course_lib.train tiny_sd`."
+        )
     manifest = json.loads(path.read_text())
     for name, digest in manifest["files"].items():
         if not (directory / name).exists():
             raise CheckpointError(f"{directory / name} is missing; reinstall course_lib or re-create the pipeline.")
         if sha256_file(directory / name) != digest:
-            raise CheckpointError(f"SHA-256 of {directory / name} does not match the manifest; the file was changed or "
-                                  "corrupted. Refusing to load it. Reinstall course_lib or re-create the pipeline.")
-    extra = [str(p.relative_to(directory)) for p in directory.rglob("*") if p.is_file()
-             and p.name != "manifest.json" and str(p.relative_to(directory)) not in manifest["files"]]
+            raise CheckpointError(
+                f"SHA-256 of {directory / name} does not match the manifest; the file was changed or "
+                "corrupted. Refusing to load it. Reinstall course_lib or re-create the pipeline."
+            )
+    extra = [
+        str(p.relative_to(directory))
+        for p in directory.rglob("*")
+        if p.is_file() and p.name != "manifest.json" and str(p.relative_to(directory)) not in manifest["files"]
+    ]
     if any(p.endswith((".bin", ".pt", ".pth", ".ckpt", ".pkl", ".safetensors")) for p in extra):
         raise CheckpointError(f"{directory} holds weight files its manifest does not list: {extra}; refusing to load.")
     return manifest
@@ -254,12 +307,15 @@ def load_pipeline(source: str | Path | None = None, scheduler: str = "ddpm", dev
     diffusers_logging.disable_progress_bar()  # a page shows no "Loading pipeline components" bars for tiny files
     transformers_logging.disable_progress_bar()
     try:
-        pipe = StableDiffusionPipeline.from_pretrained(str(source), local_files_only=local, dtype=torch.float32,
-                                                       safety_checker=None, requires_safety_checker=False)
+        pipe = StableDiffusionPipeline.from_pretrained(
+            str(source), local_files_only=local, dtype=torch.float32, safety_checker=None, requires_safety_checker=False
+        )
     except OSError as error:
-        raise OSError(f"could not load {source!r} ({error.__class__.__name__}): it is neither a local directory nor "
-                      "downloadable from here. Offline, use the course's tiny pipeline: load_pipeline() (no "
-                      "argument).") from error
+        raise OSError(
+            f"could not load {source!r} ({error.__class__.__name__}): it is neither a local directory nor "
+            "downloadable from here. Offline, use the course's tiny pipeline: load_pipeline() (no "
+            "argument)."
+        ) from error
     finally:
         diffusers_logging.enable_progress_bar()
         transformers_logging.enable_progress_bar()
@@ -270,10 +326,17 @@ def load_pipeline(source: str | Path | None = None, scheduler: str = "ddpm", dev
 
 # --- the pipeline's loop, opened ------------------------------------------------------------------------------------
 
+
 @torch.no_grad()
-def generate(pipe, prompts: Sequence[str], guidance_scale: float = 7.5, num_inference_steps: int = 50,
-             negative_prompts: Sequence[str] | None = None, generator: torch.Generator | None = None,
-             latents: Tensor | None = None) -> Tensor:
+def generate(
+    pipe,
+    prompts: Sequence[str],
+    guidance_scale: float = 7.5,
+    num_inference_steps: int = 50,
+    negative_prompts: Sequence[str] | None = None,
+    generator: torch.Generator | None = None,
+    latents: Tensor | None = None,
+) -> Tensor:
     """``StableDiffusionPipeline.__call__`` written out: the same images for the same seed, ``[N, 3, H, W]`` in [-1, 1].
 
     Encode the prompts and the empty (or negative) prompts, run the guided reverse process on the latents
@@ -291,8 +354,16 @@ def generate(pipe, prompts: Sequence[str], guidance_scale: float = 7.5, num_infe
 
 
 @torch.no_grad()
-def denoise(unet, scheduler, cond: Tensor, uncond: Tensor | None, guidance_scale: float, num_inference_steps: int,
-            generator: torch.Generator | None = None, latents: Tensor | None = None) -> Tensor:
+def denoise(
+    unet,
+    scheduler,
+    cond: Tensor,
+    uncond: Tensor | None,
+    guidance_scale: float,
+    num_inference_steps: int,
+    generator: torch.Generator | None = None,
+    latents: Tensor | None = None,
+) -> Tensor:
     """The reverse process with classifier-free guidance: from noise ``[N, C, S, S]`` (drawn from ``generator``, or
     ``latents``) to a sample, with ``unet(z, t, encoder_hidden_states)`` and any diffusers ``scheduler``.
 
@@ -308,8 +379,16 @@ def denoise(unet, scheduler, cond: Tensor, uncond: Tensor | None, guidance_scale
     return guided_steps(unet, scheduler, z, scheduler.timesteps, cond, uncond, guidance_scale, generator)
 
 
-def guided_steps(unet, scheduler, z: Tensor, timesteps: Tensor, cond: Tensor, uncond: Tensor | None,
-                 guidance_scale: float, generator: torch.Generator | None = None) -> Tensor:
+def guided_steps(
+    unet,
+    scheduler,
+    z: Tensor,
+    timesteps: Tensor,
+    cond: Tensor,
+    uncond: Tensor | None,
+    guidance_scale: float,
+    generator: torch.Generator | None = None,
+) -> Tensor:
     """The loop ``denoise`` (all timesteps, from noise) and ``sdedit`` (the last ones, from a noised image) share."""
     if guidance_scale < 0:
         raise ValueError(f"guidance_scale must be >= 0 (1 = no guidance), got {guidance_scale}.")
@@ -339,14 +418,22 @@ class TextEps:
     def __call__(self, z: Tensor, t: Tensor) -> Tensor:
         if self.g <= 1.0:  # diffusers' pipeline also runs the conditional pass alone at g <= 1
             return self.unet(z, t, encoder_hidden_states=self.cond).sample
-        eps_u, eps_c = self.unet(torch.cat([z, z]), torch.cat([t, t]),
-                                 encoder_hidden_states=torch.cat([self.uncond, self.cond])).sample.chunk(2)
+        eps_u, eps_c = self.unet(
+            torch.cat([z, z]), torch.cat([t, t]), encoder_hidden_states=torch.cat([self.uncond, self.cond])
+        ).sample.chunk(2)
         return eps_u + self.g * (eps_c - eps_u)
 
 
 @torch.no_grad()
-def sdedit(pipe, images: Tensor, prompts: Sequence[str], strength: float, guidance_scale: float = 7.5,
-           num_inference_steps: int = 50, generator: torch.Generator | None = None) -> Tensor:
+def sdedit(
+    pipe,
+    images: Tensor,
+    prompts: Sequence[str],
+    strength: float,
+    guidance_scale: float = 7.5,
+    num_inference_steps: int = 50,
+    generator: torch.Generator | None = None,
+) -> Tensor:
     """SDEdit (Meng et al. 2022), as ``StableDiffusionImg2ImgPipeline`` runs it: encode the images, noise their
     latents to the timestep a fraction ``strength`` of the way to pure noise, then denoise under ``prompts``.
 
@@ -357,8 +444,10 @@ def sdedit(pipe, images: Tensor, prompts: Sequence[str], strength: float, guidan
     vae, scheduler = pipe.vae, pipe.scheduler
     size = vae.config.sample_size
     if images.ndim != 4 or tuple(images.shape[1:]) != (3, size, size):
-        raise ValueError(f"img2img takes images [N, 3, {size}, {size}] in [-1, 1] (the autoencoder's size), got "
-                         f"{tuple(images.shape)}; resize them first (F.interpolate).")
+        raise ValueError(
+            f"img2img takes images [N, 3, {size}, {size}] in [-1, 1] (the autoencoder's size), got "
+            f"{tuple(images.shape)}; resize them first (F.interpolate)."
+        )
     if len(images) != len(prompts):
         raise ValueError(f"{len(images)} images but {len(prompts)} prompts; pass one prompt per image.")
     if not 0.0 < strength <= 1.0:
@@ -367,7 +456,7 @@ def sdedit(pipe, images: Tensor, prompts: Sequence[str], strength: float, guidan
     start = num_inference_steps - min(int(num_inference_steps * strength), num_inference_steps)
     if start == num_inference_steps:
         raise ValueError(f"strength {strength} x {num_inference_steps} steps rounds to no step at all; raise either.")
-    timesteps = scheduler.timesteps[start * scheduler.order:]
+    timesteps = scheduler.timesteps[start * scheduler.order :]
     if hasattr(scheduler, "set_begin_index"):
         scheduler.set_begin_index(start * scheduler.order)
     cond = encode_prompts(pipe.text_encoder, pipe.tokenizer, list(prompts))
@@ -381,14 +470,27 @@ def sdedit(pipe, images: Tensor, prompts: Sequence[str], strength: float, guidan
 
 # --- measuring it ---------------------------------------------------------------------------------------------------
 
-def adherence_of(pipe, judge, prompts: Sequence[str], guidance_scale: float, samples_per_prompt: int = 4,
-                 num_inference_steps: int = 30, seed: int = 0, batch_size: int = 128) -> tuple[dict, Tensor]:
+
+def adherence_of(
+    pipe,
+    judge,
+    prompts: Sequence[str],
+    guidance_scale: float,
+    samples_per_prompt: int = 4,
+    num_inference_steps: int = 30,
+    seed: int = 0,
+    batch_size: int = 128,
+) -> tuple[dict, Tensor]:
     """The judge's prompt adherence (per attribute and ``"all"``) of ``samples_per_prompt`` images per prompt, and the
     images ``[len(prompts) * samples_per_prompt, 3, H, W]`` (prompt-major), made by ``generate`` from ``seed``."""
     from .judge import adherence
 
     captions = [p for p in prompts for _ in range(samples_per_prompt)]
     generator = torch.Generator().manual_seed(seed)
-    images = torch.cat([generate(pipe, captions[i:i + batch_size], guidance_scale, num_inference_steps,
-                                 generator=generator).cpu() for i in range(0, len(captions), batch_size)])
+    images = torch.cat(
+        [
+            generate(pipe, captions[i : i + batch_size], guidance_scale, num_inference_steps, generator=generator).cpu()
+            for i in range(0, len(captions), batch_size)
+        ]
+    )
     return adherence(judge, images, captions), images

@@ -38,8 +38,10 @@ class TimeMLP(nn.Module):
     def __init__(self, in_dim: int = 2, out_dim: int = 2, width: int = 128, depth: int = 2, emb_dim: int = 32):
         super().__init__()
         if min(in_dim, out_dim, width, emb_dim) < 1 or depth < 0 or emb_dim % 2:
-            raise ValueError(f"need positive in_dim, out_dim, width, an even emb_dim and depth >= 0; got in_dim="
-                             f"{in_dim}, out_dim={out_dim}, width={width}, depth={depth}, emb_dim={emb_dim}.")
+            raise ValueError(
+                f"need positive in_dim, out_dim, width, an even emb_dim and depth >= 0; got in_dim="
+                f"{in_dim}, out_dim={out_dim}, width={width}, depth={depth}, emb_dim={emb_dim}."
+            )
         self.in_dim, self.emb_dim = in_dim, emb_dim
         self.inp = nn.Linear(in_dim, width)
         self.time = nn.Sequential(nn.Linear(emb_dim, width), nn.SiLU())

@@ -27,12 +27,21 @@ def mlp(n_in: int, n_out: int, hidden: int = 128) -> nn.Sequential:
     for name, value in (("n_in", n_in), ("n_out", n_out), ("hidden", hidden)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be a positive int, got {value!r}.")
-    return nn.Sequential(nn.Linear(n_in, hidden), nn.SiLU(), nn.Linear(hidden, hidden), nn.SiLU(),
-                         nn.Linear(hidden, n_out))
+    return nn.Sequential(
+        nn.Linear(n_in, hidden), nn.SiLU(), nn.Linear(hidden, hidden), nn.SiLU(), nn.Linear(hidden, n_out)
+    )
 
 
-def fit(module: nn.Module, loss_fn: Callable[[Tensor, torch.Generator], Tensor], data: Tensor, steps: int, *,
-        lr: float = 3e-3, batch_size: int = 128, seed: int = 0) -> list[float]:
+def fit(
+    module: nn.Module,
+    loss_fn: Callable[[Tensor, torch.Generator], Tensor],
+    data: Tensor,
+    steps: int,
+    *,
+    lr: float = 3e-3,
+    batch_size: int = 128,
+    seed: int = 0,
+) -> list[float]:
     """Adam on random mini-batches of ``data``; deterministic given ``seed``.
 
     Args:
@@ -73,8 +82,14 @@ class TinyVAE(nn.Module):
         learn_s: whether s is trained (else it stays at ``exp(log_s2 / 2)``).
     """
 
-    def __init__(self, num_pixels: int, latent_dim: int = 2, likelihood: Literal["gaussian", "bernoulli"] = "gaussian",
-                 log_s2: float = 0.0, learn_s: bool = True):
+    def __init__(
+        self,
+        num_pixels: int,
+        latent_dim: int = 2,
+        likelihood: Literal["gaussian", "bernoulli"] = "gaussian",
+        log_s2: float = 0.0,
+        learn_s: bool = True,
+    ):
         super().__init__()
         if likelihood not in ("gaussian", "bernoulli"):
             raise ValueError(f"likelihood must be 'gaussian' or 'bernoulli', got {likelihood!r}.")
@@ -87,8 +102,10 @@ class TinyVAE(nn.Module):
         check_float("x", x)
         check_float("z", z)
         if z.ndim != 2 or z.shape[1] != self.latent_dim or x.ndim != 2 or x.shape[0] not in (1, z.shape[0]):
-            raise ValueError(f"expected x [M, D] or [1, D] and z [M, {self.latent_dim}], got x {tuple(x.shape)} "
-                             f"and z {tuple(z.shape)}.")
+            raise ValueError(
+                f"expected x [M, D] or [1, D] and z [M, {self.latent_dim}], got x {tuple(x.shape)} "
+                f"and z {tuple(z.shape)}."
+            )
         out = self.decoder(z)
         if self.likelihood == "bernoulli":  # pixels as ink probabilities: targets (x + 1) / 2 in [0, 1]
             t = (x + 1) / 2
@@ -105,5 +122,5 @@ class TinyVAE(nn.Module):
         mean, logvar = self.encoder(x).chunk(2, dim=1)
         eps = torch.randn(mean.shape, generator=generator)
         z = mean + torch.exp(0.5 * logvar) * eps  # Kingma & Welling 2014 Eq. 10: the reparameterization trick
-        kl = 0.5 * (mean ** 2 + logvar.exp() - 1 - logvar).sum(1)  # their Appendix B
+        kl = 0.5 * (mean**2 + logvar.exp() - 1 - logvar).sum(1)  # their Appendix B
         return -self.log_px_given_z(x, z), kl

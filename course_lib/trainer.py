@@ -67,8 +67,15 @@ def process_generator(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed + PROCESS_SEED_STRIDE * process_index())
 
 
-def tensor_batches(tensors: tuple[Tensor, ...], batch_size: int, generator: torch.Generator, *,
-                   num_processes: int = 1, process_index: int = 0, micro_batches: int = 1) -> Iterator:
+def tensor_batches(
+    tensors: tuple[Tensor, ...],
+    batch_size: int,
+    generator: torch.Generator,
+    *,
+    num_processes: int = 1,
+    process_index: int = 0,
+    micro_batches: int = 1,
+) -> Iterator:
     """Endless shuffled mini-batches (tuples) from in-memory tensors that share their first dimension.
 
     Each epoch is a permutation drawn from ``generator``, cut into global batches of ``batch_size`` rows (an
@@ -84,20 +91,24 @@ def tensor_batches(tensors: tuple[Tensor, ...], batch_size: int, generator: torc
     if batch_size > n:
         raise ValueError(f"batch_size={batch_size} is larger than the dataset ({n} examples).")
     if not 0 <= process_index < num_processes or micro_batches < 1:
-        raise ValueError(f"need 0 <= process_index < num_processes and micro_batches >= 1, got process_index="
-                         f"{process_index}, num_processes={num_processes}, micro_batches={micro_batches}.")
+        raise ValueError(
+            f"need 0 <= process_index < num_processes and micro_batches >= 1, got process_index="
+            f"{process_index}, num_processes={num_processes}, micro_batches={micro_batches}."
+        )
     if batch_size % parts:
-        raise ValueError(f"batch_size={batch_size} is the global batch of one optimiser step, split over "
-                         f"{num_processes} process(es) x {micro_batches} accumulation step(s), so it must be a "
-                         f"multiple of {parts}. Use batch_size={max(parts, batch_size // parts * parts)}, or a process "
-                         "count and gradient_accumulation_steps whose product divides it.")
+        raise ValueError(
+            f"batch_size={batch_size} is the global batch of one optimiser step, split over "
+            f"{num_processes} process(es) x {micro_batches} accumulation step(s), so it must be a "
+            f"multiple of {parts}. Use batch_size={max(parts, batch_size // parts * parts)}, or a process "
+            "count and gradient_accumulation_steps whose product divides it."
+        )
     size = batch_size // parts
     while True:
         perm = torch.randperm(n, generator=generator)
         for i in range(0, n - batch_size + 1, batch_size):
             for j in range(micro_batches):
                 start = i + (j * num_processes + process_index) * size
-                yield tuple(x[perm[start:start + size]] for x in tensors)
+                yield tuple(x[perm[start : start + size]] for x in tensors)
 
 
 def _cycle(loader: Iterable) -> Iterator:
@@ -140,23 +151,41 @@ def _accelerator(mixed_precision: bool | None, accumulation: int):
         from accelerate import Accelerator
         from accelerate.utils import DataLoaderConfiguration, GradientAccumulationPlugin, parse_flag_from_env
     except ImportError as err:
-        raise ImportError("this process was started by a launcher (accelerate launch / torchrun), and train then "
-                          "needs Hugging Face accelerate: pip install 'course_lib[chapters]' (or accelerate), or run "
-                          "the script with plain python for one process.") from err
+        raise ImportError(
+            "this process was started by a launcher (accelerate launch / torchrun), and train then "
+            "needs Hugging Face accelerate: pip install 'course_lib[chapters]' (or accelerate), or run "
+            "the script with plain python for one process."
+        ) from err
     cuda = torch.cuda.is_available() and not parse_flag_from_env("ACCELERATE_USE_CPU")
     amp = cuda if mixed_precision is None else mixed_precision and cuda
     precision = ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if amp else "no"
-    return Accelerator(mixed_precision=precision, dataloader_config=DataLoaderConfiguration(split_batches=True),
-                       gradient_accumulation_plugin=GradientAccumulationPlugin(num_steps=accumulation,
-                                                                               sync_with_dataloader=False))
+    return Accelerator(
+        mixed_precision=precision,
+        dataloader_config=DataLoaderConfiguration(split_batches=True),
+        gradient_accumulation_plugin=GradientAccumulationPlugin(num_steps=accumulation, sync_with_dataloader=False),
+    )
 
 
-def train(model: nn.Module, loss_fn: Callable[[nn.Module, object], Tensor], data, *, steps: int,
-          batch_size: int = 128, lr: float = 2e-4, weight_decay: float = 0.0, ema_decay: float = 0.999,
-          grad_clip: float | None = 1.0, warmup_steps: int = 0, gradient_accumulation_steps: int = 1,
-          device: torch.device | str | None = None, seed: int = 0, mixed_precision: bool | None = None,
-          progress: bool = True, callback: Callable[[int, float], None] | None = None,
-          ema_model: nn.Module | None = None) -> TrainResult:
+def train(
+    model: nn.Module,
+    loss_fn: Callable[[nn.Module, object], Tensor],
+    data,
+    *,
+    steps: int,
+    batch_size: int = 128,
+    lr: float = 2e-4,
+    weight_decay: float = 0.0,
+    ema_decay: float = 0.999,
+    grad_clip: float | None = 1.0,
+    warmup_steps: int = 0,
+    gradient_accumulation_steps: int = 1,
+    device: torch.device | str | None = None,
+    seed: int = 0,
+    mixed_precision: bool | None = None,
+    progress: bool = True,
+    callback: Callable[[int, float], None] | None = None,
+    ema_model: nn.Module | None = None,
+) -> TrainResult:
     """Train ``model`` for ``steps`` optimiser steps and return the trained and EMA models with the losses.
 
     Args:
@@ -207,8 +236,9 @@ def train(model: nn.Module, loss_fn: Callable[[nn.Module, object], Tensor], data
     generator = torch.Generator().manual_seed(seed)  # the one permutation every process shards
     torch.manual_seed(seed + PROCESS_SEED_STRIDE * rank)  # dropout, and noise drawn in loss_fn without a generator
     if isinstance(data, (tuple, list)):
-        batches = tensor_batches(tuple(data), batch_size, generator, num_processes=world, process_index=rank,
-                                 micro_batches=k)
+        batches = tensor_batches(
+            tuple(data), batch_size, generator, num_processes=world, process_index=rank, micro_batches=k
+        )
     else:
         batches = _cycle(acc.prepare(data) if acc is not None else data)
     raw_opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
@@ -263,8 +293,9 @@ def train(model: nn.Module, loss_fn: Callable[[nn.Module, object], Tensor], data
                 loss = compute_loss(_to(next(batches), device))
                 mean_loss = mean_over_processes(loss.detach())  # every process gets it: all stop together on NaN
                 if not torch.isfinite(mean_loss):
-                    raise FloatingPointError(f"loss became {mean_loss.item()} at step {step}; lower lr or check the "
-                                             "data range.")
+                    raise FloatingPointError(
+                        f"loss became {mean_loss.item()} at step {step}; lower lr or check the data range."
+                    )
                 backward(loss)
             micro_losses.append(mean_loss.item())
         clip_and_step()

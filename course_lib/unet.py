@@ -153,8 +153,9 @@ class UNet(nn.Module):
         c = self.config
         factor = 2 ** (len(c.channel_mults) - 1)
         if x.ndim != 4 or x.shape[1] != c.in_channels or x.shape[-1] % factor or x.shape[-2] % factor:
-            raise ValueError(f"x must be [B, {c.in_channels}, H, W] with H and W divisible by {factor}, "
-                             f"got {tuple(x.shape)}.")
+            raise ValueError(
+                f"x must be [B, {c.in_channels}, H, W] with H and W divisible by {factor}, got {tuple(x.shape)}."
+            )
         if t.ndim == 0:
             t = t.expand(x.shape[0])
         emb = self.time_mlp(timestep_embedding(t, c.base_channels))
@@ -193,6 +194,7 @@ class UNet(nn.Module):
 
 # --- inspection -----------------------------------------------------------------------------------------
 
+
 @torch.no_grad()
 def stage_shapes(model: UNet, x: Tensor, t: Tensor, y: Tensor | None = None) -> list[dict]:
     """Run ``model(x, t, y)`` once and record every stage's output shape and parameter count, in execution order.
@@ -229,12 +231,19 @@ def stage_shapes(model: UNet, x: Tensor, t: Tensor, y: Tensor | None = None) -> 
 
     def record(name: str):
         def hook(module, inputs, output):
-            stages.append({"stage": name, "output shape": tuple(output.shape),
-                           "parameters": sum(p.numel() for p in module.parameters())})
+            stages.append(
+                {
+                    "stage": name,
+                    "output shape": tuple(output.shape),
+                    "parameters": sum(p.numel() for p in module.parameters()),
+                }
+            )
+
         return hook
 
-    handles = [module.register_forward_hook(record(name)) for name, module in modules
-               if not isinstance(module, nn.Identity)]  # absent attention / resampling
+    handles = [
+        module.register_forward_hook(record(name)) for name, module in modules if not isinstance(module, nn.Identity)
+    ]  # absent attention / resampling
     try:
         model(x, t, y)
     finally:

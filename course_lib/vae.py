@@ -26,14 +26,22 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ._checks import check_float
-from .distributions import (bernoulli_log_likelihood, discretized_gaussian_log_likelihood,
-                            gaussian_log_likelihood, nats_to_bits_per_dim, normal_kl, randn,
-                            standard_normal_kl, sum_except_batch)
+from .distributions import (
+    bernoulli_log_likelihood,
+    discretized_gaussian_log_likelihood,
+    gaussian_log_likelihood,
+    nats_to_bits_per_dim,
+    normal_kl,
+    randn,
+    standard_normal_kl,
+    sum_except_batch,
+)
 
 Likelihood = Literal["discretized_gaussian", "gaussian", "bernoulli"]
 
 
 # --- the posterior q(z|x) ---------------------------------------------------------------------------
+
 
 class DiagonalGaussian:
     """N(mean, diag(exp(logvar))), built like diffusers' ``DiagonalGaussianDistribution``.
@@ -45,14 +53,16 @@ class DiagonalGaussian:
     def __init__(self, parameters: Tensor, deterministic: bool = False):
         check_float("parameters", parameters)
         if parameters.ndim < 2 or parameters.shape[1] % 2:
-            raise ValueError(f"parameters must be [B, 2k, ...] (mean and log-variance stacked on dim 1), "
-                             f"got shape {tuple(parameters.shape)}.")
+            raise ValueError(
+                f"parameters must be [B, 2k, ...] (mean and log-variance stacked on dim 1), "
+                f"got shape {tuple(parameters.shape)}."
+            )
         self.parameters = parameters
         self.mean, logvar = torch.chunk(parameters, 2, dim=1)
         self.logvar = torch.clamp(logvar, -30.0, 20.0)
         self.deterministic = deterministic
         self.std = torch.zeros_like(self.mean) if deterministic else torch.exp(0.5 * self.logvar)
-        self.var = self.std ** 2 if deterministic else torch.exp(self.logvar)
+        self.var = self.std**2 if deterministic else torch.exp(self.logvar)
 
     def sample(self, generator: torch.Generator | None = None) -> Tensor:
         """z = mean + std * eps, eps ~ N(0, I) drawn with ``generator``: the reparameterization trick."""
@@ -87,6 +97,7 @@ class DecoderOutput:
 
 
 # --- building blocks --------------------------------------------------------------------------------
+
 
 def _norm(ch: int) -> nn.GroupNorm:
     return nn.GroupNorm(8 if ch % 8 == 0 else 1, ch)
@@ -130,11 +141,14 @@ class VAEConfig:
     def __post_init__(self):
         factor = 2 ** (len(self.channels) - 1)
         if not self.channels or self.image_size % factor:
-            raise ValueError(f"image_size {self.image_size} must be divisible by 2**(len(channels) - 1) = {factor}; "
-                             "use fewer levels in `channels` or another image size.")
+            raise ValueError(
+                f"image_size {self.image_size} must be divisible by 2**(len(channels) - 1) = {factor}; "
+                "use fewer levels in `channels` or another image size."
+            )
         if self.likelihood not in ("discretized_gaussian", "gaussian", "bernoulli"):
-            raise ValueError(f"likelihood must be 'discretized_gaussian', 'gaussian' or 'bernoulli', "
-                             f"got {self.likelihood!r}.")
+            raise ValueError(
+                f"likelihood must be 'discretized_gaussian', 'gaussian' or 'bernoulli', got {self.likelihood!r}."
+            )
 
     @property
     def latent_shape(self) -> tuple[int, ...]:
@@ -211,6 +225,7 @@ class Decoder(nn.Module):
 
 # --- the VAE ----------------------------------------------------------------------------------------
 
+
 class VAE(nn.Module):
     """Encoder q(z|x), prior p(z) = N(0, I), decoder p(x|z); ``encode``/``decode`` as in diffusers' AutoencoderKL.
 
@@ -238,8 +253,10 @@ class VAE(nn.Module):
         check_float("x", x)
         expected = (c.in_channels, c.image_size, c.image_size)
         if x.ndim != 4 or tuple(x.shape[1:]) != expected:
-            raise ValueError(f"x must be images [B, {expected[0]}, {expected[1]}, {expected[2]}] for this VAE, "
-                             f"got {tuple(x.shape)}; resize the data or build a VAEConfig for it.")
+            raise ValueError(
+                f"x must be images [B, {expected[0]}, {expected[1]}, {expected[2]}] for this VAE, "
+                f"got {tuple(x.shape)}; resize the data or build a VAEConfig for it."
+            )
 
     def encode(self, x: Tensor) -> EncoderOutput:
         """x [B, C, H, W] in [-1, 1] -> ``EncoderOutput(latent_dist=q(z|x))``."""
@@ -250,8 +267,7 @@ class VAE(nn.Module):
         """The decoder network's raw output: [B, 2C, H, W] (means, raw log-variances) or [B, C, H, W] (logits)."""
         check_float("z", z)
         if tuple(z.shape[1:]) != self.config.latent_shape:
-            raise ValueError(f"z must be [B, {', '.join(map(str, self.config.latent_shape))}], "
-                             f"got {tuple(z.shape)}.")
+            raise ValueError(f"z must be [B, {', '.join(map(str, self.config.latent_shape))}], got {tuple(z.shape)}.")
         return self.decoder(z)
 
     def p_x_given_z(self, z: Tensor) -> tuple[Tensor, Tensor]:
@@ -281,8 +297,9 @@ class VAE(nn.Module):
             return sum_except_batch(gaussian_log_likelihood(x, mean, logvar))
         return sum_except_batch(discretized_gaussian_log_likelihood(x, mean, logvar))
 
-    def forward(self, x: Tensor, sample_posterior: bool = False,
-                generator: torch.Generator | None = None) -> DecoderOutput:
+    def forward(
+        self, x: Tensor, sample_posterior: bool = False, generator: torch.Generator | None = None
+    ) -> DecoderOutput:
         """Reconstruct x: decode the posterior mean (or a sample of it), like AutoencoderKL.forward."""
         posterior = self.encode(x).latent_dist
         return self.decode(posterior.sample(generator) if sample_posterior else posterior.mode())
@@ -305,6 +322,7 @@ class VAE(nn.Module):
 
 
 # --- the evidence lower bound ------------------------------------------------------------------------
+
 
 @dataclass
 class ELBOTerms:
@@ -345,8 +363,9 @@ def elbo(model: VAE, x: Tensor, *, beta: float = 1.0, generator: torch.Generator
     return ELBOTerms(recon=-model.log_prob_x_given_z(x, z), kl=posterior.kl(), beta=beta)
 
 
-def elbo_loss_fn(beta: float = 1.0, generator: torch.Generator | None = None,
-                 history: list[dict[str, float]] | None = None) -> Callable:
+def elbo_loss_fn(
+    beta: float = 1.0, generator: torch.Generator | None = None, history: list[dict[str, float]] | None = None
+) -> Callable:
     """A ``loss_fn(model, batch)`` for ``trainer.train``: ``elbo(...).loss`` on ``batch[0]`` (labels ignored).
 
     If ``history`` is a list, each call appends the batch means {"recon": ..., "kl": ...} in nats, so that the
@@ -363,9 +382,20 @@ def elbo_loss_fn(beta: float = 1.0, generator: torch.Generator | None = None,
     return loss_fn
 
 
-def train_vae(model: VAE, images: Tensor, *, beta: float = 1.0, steps: int = 2000, batch_size: int = 128,
-              lr: float = 2e-3, ema_decay: float = 0.999, seed: int = 0, device: torch.device | str | None = None,
-              history: list[dict[str, float]] | None = None, progress: bool = True):
+def train_vae(
+    model: VAE,
+    images: Tensor,
+    *,
+    beta: float = 1.0,
+    steps: int = 2000,
+    batch_size: int = 128,
+    lr: float = 2e-3,
+    ema_decay: float = 0.999,
+    seed: int = 0,
+    device: torch.device | str | None = None,
+    history: list[dict[str, float]] | None = None,
+    progress: bool = True,
+):
     """The chapter's training procedure: ``trainer.train`` (AdamW, EMA) on ``elbo(...).loss`` over ``images``.
 
     The reparameterization noise comes from ``trainer.process_generator(seed)`` (``seed`` itself in one process) and
@@ -376,13 +406,24 @@ def train_vae(model: VAE, images: Tensor, *, beta: float = 1.0, steps: int = 200
     from .trainer import process_generator, train
 
     loss_fn = elbo_loss_fn(beta, process_generator(seed), history)
-    return train(model, loss_fn, (images,), steps=steps, batch_size=batch_size, lr=lr, ema_decay=ema_decay,
-                 seed=seed, device=device, progress=progress)
+    return train(
+        model,
+        loss_fn,
+        (images,),
+        steps=steps,
+        batch_size=batch_size,
+        lr=lr,
+        ema_decay=ema_decay,
+        seed=seed,
+        device=device,
+        progress=progress,
+    )
 
 
 @torch.no_grad()
-def importance_weighted_bound(model: VAE, x: Tensor, num_samples: int,
-                              generator: torch.Generator | None = None) -> Tensor:
+def importance_weighted_bound(
+    model: VAE, x: Tensor, num_samples: int, generator: torch.Generator | None = None
+) -> Tensor:
     """log p(x) >= log (1/K) sum_k p(x|z_k) p(z_k) / q(z_k|x), z_k ~ q(z|x): [B] nats. Burda et al. 2016, Eq. 8.
 
     With K = 1 this is the ELBO with a sampled KL; it tightens towards log p(x) as K grows.
@@ -415,15 +456,16 @@ class ELBOReport:
 
 
 @torch.no_grad()
-def evaluate(model: VAE, images: Tensor, *, batch_size: int = 500,
-             generator: torch.Generator | None = None) -> ELBOReport:
+def evaluate(
+    model: VAE, images: Tensor, *, batch_size: int = 500, generator: torch.Generator | None = None
+) -> ELBOReport:
     """Held-out negative ELBO (one z sample per image), its split, bits/dim and reconstruction MSE."""
     was_training = model.training
     model.eval()
     device = model.device
     totals = torch.zeros(4, dtype=torch.float64)
     for start in range(0, images.shape[0], batch_size):
-        x = images[start:start + batch_size].to(device)
+        x = images[start : start + batch_size].to(device)
         terms = elbo(model, x, generator=generator)
         x_hat = model(x).sample.clamp(-1.0, 1.0)
         mse = ((x_hat - x) ** 2).reshape(x.shape[0], -1).mean(dim=1)

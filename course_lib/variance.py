@@ -33,18 +33,22 @@ def learned_log_variance(v: Tensor, t: Tensor, schedule: Schedule) -> Tensor:
     frac = (v + 1) / 2
     log_beta = extract(torch.log(schedule.betas), t, v)
     log_beta_tilde = extract(schedule.posterior_log_variance_clipped, t, v)
-    return frac * log_beta + (1 - frac) * log_beta_tilde                              # Eq. 15
+    return frac * log_beta + (1 - frac) * log_beta_tilde  # Eq. 15
 
 
 def split_output(out: Tensor, x: Tensor, variance: Variance) -> tuple[Tensor, Tensor | None]:
     """(eps, v) from a model's output: [B, 2C, ...] -> two [B, C, ...] halves for "learned_range", else (out, None)."""
     if variance == "learned_range":
         if out.ndim < 2 or out.shape[1] != 2 * x.shape[1]:
-            raise ValueError(f"variance='learned_range' needs a model with 2C = {2 * x.shape[1]} output channels "
-                             f"(eps, then v), got shape {tuple(out.shape)}; e.g. UNetConfig(out_channels=2 * C).")
-        return out[:, :x.shape[1]], out[:, x.shape[1]:]
+            raise ValueError(
+                f"variance='learned_range' needs a model with 2C = {2 * x.shape[1]} output channels "
+                f"(eps, then v), got shape {tuple(out.shape)}; e.g. UNetConfig(out_channels=2 * C)."
+            )
+        return out[:, : x.shape[1]], out[:, x.shape[1] :]
     if out.shape != x.shape and out.ndim >= 2 and out.shape[1] == 2 * x.shape[1]:
-        raise ValueError(f"the model returns {out.shape[1]} channels (eps, then v: a learned-variance model) but "
-                         f"variance={variance!r} is fixed; sample it with variance='learned_range', or fix its "
-                         f"variance on purpose by keeping eps only: lambda x, t: model(x, t)[:, :{x.shape[1]}].")
+        raise ValueError(
+            f"the model returns {out.shape[1]} channels (eps, then v: a learned-variance model) but "
+            f"variance={variance!r} is fixed; sample it with variance='learned_range', or fix its "
+            f"variance on purpose by keeping eps only: lambda x, t: model(x, t)[:, :{x.shape[1]}]."
+        )
     return out, None

@@ -33,6 +33,7 @@ ROOT = Path(__file__).resolve().parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # the isolated grader, exercises/grader
 from grader.runner import Graded as Result  # noqa: E402 (after the path): one graded submission
+
 SOURCE, DIST = ROOT / "source", ROOT / "dist"
 GRADE_TIMEOUT_S = 1800  # a whole submission; questions and cells have their own, smaller limits
 OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PYDEVD_DISABLE_FILE_VALIDATION": "1"}
@@ -52,6 +53,7 @@ def _env() -> dict:
 
 
 # --- build ------------------------------------------------------------------------------------------
+
 
 def _normalise(nb_path: Path, name: str) -> None:
     """Give cells stable ids (otter's new cells get random ones) so that rebuilding an unchanged master is a no-op."""
@@ -117,6 +119,7 @@ def _with_isolated_grader(otter_zip: Path, target: Path, name: str) -> None:
         for item in src.infolist():
             if item.filename != "run_autograder":
                 dst.writestr(item, src.read(item.filename))
+
         def add(arcname: str, data, mode: int = 0o644) -> None:  # the submission's uid must read grader/*.py
             info = zipfile.ZipInfo(arcname, (2024, 1, 1, 0, 0, 0))
             info.external_attr = mode << 16
@@ -130,13 +133,25 @@ def _with_isolated_grader(otter_zip: Path, target: Path, name: str) -> None:
 
 def compare_trees(fresh: Path, committed: Path) -> list[str]:
     """Relative paths of files that differ between two student folders (missing on either side counts)."""
-    def files(root: Path) -> set[Path]:
-        return {p.relative_to(root) for p in root.rglob("*") if p.is_file()
-                and "__pycache__" not in p.parts and ".ipynb_checkpoints" not in p.parts} if root.exists() else set()
 
-    return sorted(str(p) for p in files(fresh) | files(committed)
-                  if not ((fresh / p).exists() and (committed / p).exists()
-                          and filecmp.cmp(fresh / p, committed / p, shallow=False)))
+    def files(root: Path) -> set[Path]:
+        return (
+            {
+                p.relative_to(root)
+                for p in root.rglob("*")
+                if p.is_file() and "__pycache__" not in p.parts and ".ipynb_checkpoints" not in p.parts
+            }
+            if root.exists()
+            else set()
+        )
+
+    return sorted(
+        str(p)
+        for p in files(fresh) | files(committed)
+        if not (
+            (fresh / p).exists() and (committed / p).exists() and filecmp.cmp(fresh / p, committed / p, shallow=False)
+        )
+    )
 
 
 def stale_files(name: str) -> list[str]:
@@ -147,6 +162,7 @@ def stale_files(name: str) -> list[str]:
 
 
 # --- grade ------------------------------------------------------------------------------------------
+
 
 def question_points(name: str) -> dict[str, float]:
     """{question: points possible} read from the bundle's test files (hidden tests included)."""
@@ -212,9 +228,14 @@ def grade(notebook: str | Path, name: str | None = None, timeout: float = GRADE_
     protect_secrets()
     possible = question_points(name)
     env_cell, env_test = os.environ.get("COURSE_GRADING_CELL_TIMEOUT"), os.environ.get("COURSE_GRADING_TEST_TIMEOUT")
-    g = grade_notebook(notebook, bundle_path(name), cell_timeout=float(env_cell) if env_cell else None,
-                       test_timeout=float(env_test) if env_test else None, total_timeout=timeout,
-                       refused=REFERENCE_ANSWERS.get(name, []))
+    g = grade_notebook(
+        notebook,
+        bundle_path(name),
+        cell_timeout=float(env_cell) if env_cell else None,
+        test_timeout=float(env_test) if env_test else None,
+        total_timeout=timeout,
+        refused=REFERENCE_ANSWERS.get(name, []),
+    )
     error = g.error
     if not error and len(g.cell_errors) > 1 and all(g.cell_errors):
         error = f"every cell failed; the first: {g.cell_errors[0]}"
@@ -238,8 +259,9 @@ def format_table(result: Result) -> str:
         score = result.scores.get(q, 0.0)
         why = "passed" if score >= possible else (result.reasons.get(q) or result.error or "failed")
         rows.append(f"{q:<{w}}{score:>6g}{possible:>6g}  {why[:110]}")
-    rows.append(f"{'total':<{w}}{result.total:>6g}{sum(result.possible.values()):>6g}  "
-                f"graded in {result.seconds:.0f} s")
+    rows.append(
+        f"{'total':<{w}}{result.total:>6g}{sum(result.possible.values()):>6g}  graded in {result.seconds:.0f} s"
+    )
     if result.error:
         rows.append(f"error: {result.error}")
     if result.isolation.startswith("NOT ISOLATED"):
@@ -249,8 +271,9 @@ def format_table(result: Result) -> str:
     return "\n".join(rows)
 
 
-def grade_all(folder: str | Path, name: str | None = None, csv_path: str | Path | None = None,
-              timeout: float = GRADE_TIMEOUT_S) -> list[Result]:
+def grade_all(
+    folder: str | Path, name: str | None = None, csv_path: str | Path | None = None, timeout: float = GRADE_TIMEOUT_S
+) -> list[Result]:
     """Grade every ``*.ipynb`` in ``folder`` and write one CSV row per file (default: folder/scores.csv)."""
     folder = Path(folder)
     files = sorted(p for p in folder.glob("*.ipynb") if not p.name.startswith("."))
@@ -259,8 +282,11 @@ def grade_all(folder: str | Path, name: str | None = None, csv_path: str | Path 
     results = []
     for path in files:
         result = grade(path, name, timeout)
-        print(f"{path.name}: {result.total:g} / {sum(result.possible.values()):g} ({result.seconds:.0f} s)"
-              + (f"  [{result.error}]" if result.error else ""), flush=True)
+        print(
+            f"{path.name}: {result.total:g} / {sum(result.possible.values()):g} ({result.seconds:.0f} s)"
+            + (f"  [{result.error}]" if result.error else ""),
+            flush=True,
+        )
         results.append(result)
     questions = list(results[0].possible)
     csv_path = Path(csv_path) if csv_path else folder / "scores.csv"
@@ -268,13 +294,22 @@ def grade_all(folder: str | Path, name: str | None = None, csv_path: str | Path 
         writer = csv.writer(f)
         writer.writerow(["file", *questions, "total", "possible", "seconds", "error"])
         for r in results:
-            writer.writerow([r.file, *(f"{r.scores.get(q, 0.0):g}" for q in questions), f"{r.total:g}",
-                             f"{sum(r.possible.values()):g}", f"{r.seconds:.0f}", r.error])
+            writer.writerow(
+                [
+                    r.file,
+                    *(f"{r.scores.get(q, 0.0):g}" for q in questions),
+                    f"{r.total:g}",
+                    f"{sum(r.possible.values()):g}",
+                    f"{r.seconds:.0f}",
+                    r.error,
+                ]
+            )
     print(f"wrote {csv_path}")
     return results
 
 
 # --- command line -----------------------------------------------------------------------------------
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])

@@ -5,7 +5,14 @@ import json
 import pytest
 import torch
 
-from course_lib.checkpoints import CHECKPOINT_DIR, CheckpointError, load_verified, read_manifest, save_checkpoint, sha256_file
+from course_lib.checkpoints import (
+    CHECKPOINT_DIR,
+    CheckpointError,
+    load_verified,
+    read_manifest,
+    save_checkpoint,
+    sha256_file,
+)
 from course_lib.unet import UNet, UNetConfig
 
 CONFIG = UNetConfig(base_channels=8, channel_mults=(1, 2), attention_levels=(1,))
@@ -13,8 +20,18 @@ CONFIG = UNetConfig(base_channels=8, channel_mults=(1, 2), attention_levels=(1,)
 
 def _save(tmp_path, name="tiny", **kw):
     model = UNet(CONFIG)
-    path = save_checkpoint(name, model, model_kind="unet", config=CONFIG.to_dict(), recipe="test", steps=1,
-                           wall_time_s=0.0, metrics={}, directory=tmp_path, **kw)
+    path = save_checkpoint(
+        name,
+        model,
+        model_kind="unet",
+        config=CONFIG.to_dict(),
+        recipe="test",
+        steps=1,
+        wall_time_s=0.0,
+        metrics={},
+        directory=tmp_path,
+        **kw,
+    )
     return model, path
 
 

@@ -22,8 +22,9 @@ def parts():
     tokenizer = load_tokenizer()
     clip = CLIPModel(tiny_clip_config(tokenizer)).eval()
     vae = tiny_autoencoder(scaling_factor=0.9).eval()
-    pipe = t2i.build_pipeline(vae, t2i.text_encoder_from_clip(clip), tokenizer, t2i.tiny_unet().eval(),
-                              t2i.make_scheduler("ddim"))
+    pipe = t2i.build_pipeline(
+        vae, t2i.text_encoder_from_clip(clip), tokenizer, t2i.tiny_unet().eval(), t2i.make_scheduler("ddim")
+    )
     return pipe, clip
 
 
@@ -31,7 +32,9 @@ def parts():
 def test_zero_scale_is_the_unguided_sampler(parts, g):
     pipe, clip = parts
     latents = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(1))
-    ours = clip_guided_generate(pipe, clip, PROMPTS, ["a small blue star at the center"] * 2, 0.0, g, 4, latents=latents)
+    ours = clip_guided_generate(
+        pipe, clip, PROMPTS, ["a small blue star at the center"] * 2, 0.0, g, 4, latents=latents
+    )
     theirs = t2i.generate(pipe, PROMPTS, g, 4, latents=latents)
     torch.testing.assert_close(ours, theirs)
 

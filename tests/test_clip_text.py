@@ -13,8 +13,17 @@ import pytest
 import torch
 
 from course_lib.data import COLOURS, POSITIONS, SHAPES, SIZES, caption, shapes
-from course_lib.text import BOS, EOS, TOKENIZER_DIR, bytes_to_unicode, learn_bpe, load_tokenizer, save_tokenizer, \
-    shapes_words, tokenize
+from course_lib.text import (
+    BOS,
+    EOS,
+    TOKENIZER_DIR,
+    bytes_to_unicode,
+    learn_bpe,
+    load_tokenizer,
+    save_tokenizer,
+    shapes_words,
+    tokenize,
+)
 
 
 @pytest.fixture(scope="module")
@@ -44,8 +53,13 @@ def test_learn_bpe_merges_the_most_frequent_pair_first():
 
 
 def test_every_caption_round_trips_one_token_per_word(tokenizer):
-    prompts = [caption(s, c, z, p) for s in range(len(SHAPES)) for c in range(len(COLOURS))
-               for z in range(len(SIZES)) for p in range(len(POSITIONS))]
+    prompts = [
+        caption(s, c, z, p)
+        for s in range(len(SHAPES))
+        for c in range(len(COLOURS))
+        for z in range(len(SIZES))
+        for p in range(len(POSITIONS))
+    ]
     for prompt in prompts:
         ids = tokenizer(prompt).input_ids
         assert ids[0] == tokenizer.bos_token_id and ids[-1] == tokenizer.eos_token_id
@@ -99,8 +113,10 @@ def test_shipped_clip_reads_held_out_renders(tokenizer):
     shuffled = captions[1:] + captions[:1]
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert clip_score(model, tokenizer, test.images, captions).mean() > \
-            clip_score(model, tokenizer, test.images, shuffled).mean() + 0.1
+        assert (
+            clip_score(model, tokenizer, test.images, captions).mean()
+            > clip_score(model, tokenizer, test.images, shuffled).mean() + 0.1
+        )
 
 
 def test_prompt_diversity_is_zero_for_copies_and_grows_with_variety():

@@ -60,13 +60,16 @@ def test_digits_split_is_a_deterministic_stratified_partition():
     assert len(data.digits("test", image_size=8, test_fraction=0.5)[0]) == 899
 
 
-@pytest.mark.parametrize("kwargs,needle", [
-    ({"split": "val"}, "'train', 'test', 'all'"),
-    ({"image_size": 0}, "image_size"),
-    ({"image_size": 16.0}, "image_size"),
-    ({"test_fraction": 1.5}, "test_fraction"),
-    ({"test_fraction": 0.001}, "at least 10"),
-])
+@pytest.mark.parametrize(
+    "kwargs,needle",
+    [
+        ({"split": "val"}, "'train', 'test', 'all'"),
+        ({"image_size": 0}, "image_size"),
+        ({"image_size": 16.0}, "image_size"),
+        ({"test_fraction": 1.5}, "test_fraction"),
+        ({"test_fraction": 0.001}, "at least 10"),
+    ],
+)
 def test_digits_bad_input(kwargs, needle):
     with pytest.raises(ValueError, match=needle.replace("(", r"\(")):
         data.digits(**kwargs)
@@ -103,9 +106,15 @@ def test_8gaussians_without_noise_are_8_points_on_a_circle():
     torch.testing.assert_close(points.norm(dim=1), torch.full((8,), 2**0.5), atol=1e-3, rtol=0)
 
 
-@pytest.mark.parametrize("kwargs,needle", [
-    ({"name": "spiral"}, "swiss_roll"), ({"name": "moons", "n": 0}, "n must"),
-    ({"name": "moons", "noise": -0.1}, "noise"), ({"name": "moons", "seed": -1}, "seed")])
+@pytest.mark.parametrize(
+    "kwargs,needle",
+    [
+        ({"name": "spiral"}, "swiss_roll"),
+        ({"name": "moons", "n": 0}, "n must"),
+        ({"name": "moons", "noise": -0.1}, "noise"),
+        ({"name": "moons", "seed": -1}, "seed"),
+    ],
+)
 def test_toy2d_bad_input(kwargs, needle):
     with pytest.raises(ValueError, match=needle):
         data.toy2d(**kwargs)
@@ -149,8 +158,12 @@ def test_shapes_tensors(shapes_data):
     d = shapes_data
     assert d.images.shape == (400, 3, 32, 32) and d.images.dtype == torch.float32
     assert d.images.min() >= -1 and d.images.max() <= 1
-    for attr, vocab in [("shape", data.SHAPES), ("colour", data.COLOURS), ("size", data.SIZES),
-                        ("position", data.POSITIONS)]:
+    for attr, vocab in [
+        ("shape", data.SHAPES),
+        ("colour", data.COLOURS),
+        ("size", data.SIZES),
+        ("position", data.POSITIONS),
+    ]:
         values = getattr(d, attr)
         assert values.dtype == torch.int64 and values.shape == (400,)
         assert set(values.tolist()) == set(range(len(vocab)))  # every value drawn
@@ -309,8 +322,7 @@ def test_cifar10_loads_fake_python_batches(tmp_path, no_network, monkeypatch):
     md5 = {f.name: hashlib.md5(f.read_bytes()).hexdigest() for f in folder.iterdir()}
     monkeypatch.setattr(CIFAR10, "train_list", [[f"data_batch_{i}", md5[f"data_batch_{i}"]] for i in range(1, 6)])
     monkeypatch.setattr(CIFAR10, "test_list", [["test_batch", md5["test_batch"]]])
-    monkeypatch.setattr(CIFAR10, "meta", {"filename": "batches.meta", "key": "label_names",
-                                          "md5": md5["batches.meta"]})
+    monkeypatch.setattr(CIFAR10, "meta", {"filename": "batches.meta", "key": "label_names", "md5": md5["batches.meta"]})
     monkeypatch.setenv("COURSE_DATA_DIR", str(tmp_path))  # root=None falls back to the env variable
 
     x, y = data.cifar10("train")
@@ -322,12 +334,15 @@ def test_cifar10_loads_fake_python_batches(tmp_path, no_network, monkeypatch):
     assert xt.shape == (2, 3, 16, 16) and yt.tolist() == batches["test_batch"][1]
 
 
-@pytest.mark.parametrize("loader,module,alternative", [
-    (data.mnist, "mnist", "course_lib.data.digits()"),
-    (data.fashion_mnist, "mnist", "course_lib.data.digits()"),
-    (data.cifar10, "cifar", "course_lib.data.shapes()")])
-def test_download_failure_names_the_offline_alternative(tmp_path, no_network, monkeypatch, loader, module,
-                                                          alternative):
+@pytest.mark.parametrize(
+    "loader,module,alternative",
+    [
+        (data.mnist, "mnist", "course_lib.data.digits()"),
+        (data.fashion_mnist, "mnist", "course_lib.data.digits()"),
+        (data.cifar10, "cifar", "course_lib.data.shapes()"),
+    ],
+)
+def test_download_failure_names_the_offline_alternative(tmp_path, no_network, monkeypatch, loader, module, alternative):
     def fail(*args, **kwargs):
         raise URLError("no network")
 

@@ -7,8 +7,16 @@ import math
 import pytest
 import torch
 
-from course_lib.ddim import (ddim_invert, ddim_sample, ddim_sigma, ddim_step, ddim_timesteps, karras_sigmas, slerp,
-                             timesteps_for_sigmas)
+from course_lib.ddim import (
+    ddim_invert,
+    ddim_sample,
+    ddim_sigma,
+    ddim_step,
+    ddim_timesteps,
+    karras_sigmas,
+    slerp,
+    timesteps_for_sigmas,
+)
 from course_lib.samplers import ddpm_sample, ddpm_step
 from course_lib.schedules import get_schedule
 
@@ -29,9 +37,11 @@ class ToyEps(torch.nn.Module):
 
 def gaussian_eps(s: float, schedule):
     """The exact eps-model for data N(0, s^2 I): E[eps | x_t] = sqrt(1 - ab) x_t / (ab s^2 + 1 - ab)."""
+
     def model(x, t):
         ab = schedule.alpha_bar[t].to(x.dtype).reshape(-1, *[1] * (x.ndim - 1))
         return (1 - ab).sqrt() * x / (ab * s**2 + 1 - ab)
+
     return model
 
 
@@ -48,15 +58,22 @@ def test_eta_one_one_step_back_is_the_ddpm_posterior():
     # sigma hat (Table 1's last row) is DDPM's beta_t, larger than eta = 1's beta_tilde
     t = 10
     sigma_hat = math.sqrt(1 - schedule.alpha_bar[t].item() / schedule.alpha_bar[t - 1].item())
-    assert sigma_hat ** 2 == pytest.approx(schedule.betas[t].item(), rel=1e-9)
+    assert sigma_hat**2 == pytest.approx(schedule.betas[t].item(), rel=1e-9)
     assert sigma_hat > ddim_sigma(schedule.alpha_bar[t].item(), schedule.alpha_bar[t - 1].item(), 1.0)
 
 
 def test_all_steps_with_eta_one_is_ddpm_sampling():
     schedule, model = get_schedule("linear", 50), ToyEps(num_timesteps=50)
     shape = (3, 1, 4, 4)
-    ours = ddim_sample(model, shape, schedule, list(range(49, -1, -1)), eta=1.0,
-                       generator=torch.Generator().manual_seed(1), progress=False)
+    ours = ddim_sample(
+        model,
+        shape,
+        schedule,
+        list(range(49, -1, -1)),
+        eta=1.0,
+        generator=torch.Generator().manual_seed(1),
+        progress=False,
+    )
     ddpm = ddpm_sample(model, shape, schedule, generator=torch.Generator().manual_seed(1), progress=False)
     torch.testing.assert_close(ours, ddpm, rtol=1e-4, atol=1e-4)
 
@@ -79,14 +96,21 @@ def test_leading_never_visits_the_last_index_and_quadratic_is_strict():
         assert len(taus) == S and all(a > b for a, b in zip(taus, taus[1:])) and taus[-1] == 0
 
 
-@pytest.mark.parametrize("spacing,eta,alpha_to_one", [("leading", 0.0, True), ("leading", 0.5, False),
-                                                      ("trailing", 1.0, True), ("trailing", 0.0, False)])
+@pytest.mark.parametrize(
+    "spacing,eta,alpha_to_one",
+    [("leading", 0.0, True), ("leading", 0.5, False), ("trailing", 1.0, True), ("trailing", 0.0, False)],
+)
 def test_step_by_step_agreement_with_diffusers(spacing, eta, alpha_to_one):
     from diffusers import DDIMScheduler
 
     schedule, model, S = get_schedule("linear", 1000), ToyEps(), 20  # S divides T: see the next test otherwise
-    ref = DDIMScheduler(num_train_timesteps=1000, beta_schedule="linear", clip_sample=False,
-                        set_alpha_to_one=alpha_to_one, timestep_spacing=spacing)
+    ref = DDIMScheduler(
+        num_train_timesteps=1000,
+        beta_schedule="linear",
+        clip_sample=False,
+        set_alpha_to_one=alpha_to_one,
+        timestep_spacing=spacing,
+    )
     ref.set_timesteps(S)
     taus = ddim_timesteps(1000, S, spacing)
     g = torch.Generator().manual_seed(2)
@@ -94,8 +118,7 @@ def test_step_by_step_agreement_with_diffusers(spacing, eta, alpha_to_one):
     final = 1.0 if alpha_to_one else schedule.alpha_bar[0].item()
     for t, t_prev in zip(taus, taus[1:] + [-1]):
         z = torch.randn(2, 1, 4, 4, generator=g)
-        x_ours = ddim_step(model(x_ours, t), x_ours, t, t_prev, schedule, eta=eta, noise=z,
-                           alpha_bar_final=final).x
+        x_ours = ddim_step(model(x_ours, t), x_ours, t, t_prev, schedule, eta=eta, noise=z, alpha_bar_final=final).x
         x_ref = ref.step(model(x_ref, t), t, x_ref, eta=eta, variance_noise=z).prev_sample
         torch.testing.assert_close(x_ours, x_ref, rtol=1e-4, atol=1e-4)
 
@@ -115,18 +138,33 @@ def test_ddim_pipeline_equals_ddim_sample():
     from diffusers import DDIMPipeline, DDIMScheduler, UNet2DModel
 
     torch.manual_seed(0)
-    unet = UNet2DModel(sample_size=8, in_channels=1, out_channels=1, block_out_channels=(8, 16), layers_per_block=1,
-                       down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"),
-                       norm_num_groups=4).eval()
+    unet = UNet2DModel(
+        sample_size=8,
+        in_channels=1,
+        out_channels=1,
+        block_out_channels=(8, 16),
+        layers_per_block=1,
+        down_block_types=("DownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "UpBlock2D"),
+        norm_num_groups=4,
+    ).eval()
     scheduler = DDIMScheduler(num_train_timesteps=1000, clip_sample=True)  # set_alpha_to_one, "leading"
     pipe = DDIMPipeline(unet=unet, scheduler=scheduler)
     pipe.set_progress_bar_config(disable=True)
     for eta in (0.0, 1.0):
-        theirs = pipe(batch_size=2, generator=torch.Generator().manual_seed(3), num_inference_steps=10, eta=eta,
-                      output_type="np").images  # [B, H, W, C] in [0, 1]
-        ours = ddim_sample(lambda x, t: unet(x, t).sample, (2, 1, 8, 8), get_schedule("linear", 1000),
-                           ddim_timesteps(1000, 10), eta=eta, clip_x0=True,
-                           generator=torch.Generator().manual_seed(3), progress=False)
+        theirs = pipe(
+            batch_size=2, generator=torch.Generator().manual_seed(3), num_inference_steps=10, eta=eta, output_type="np"
+        ).images  # [B, H, W, C] in [0, 1]
+        ours = ddim_sample(
+            lambda x, t: unet(x, t).sample,
+            (2, 1, 8, 8),
+            get_schedule("linear", 1000),
+            ddim_timesteps(1000, 10),
+            eta=eta,
+            clip_x0=True,
+            generator=torch.Generator().manual_seed(3),
+            progress=False,
+        )
         ours = (ours / 2 + 0.5).clamp(0, 1).permute(0, 2, 3, 1).numpy()
         assert abs(ours - theirs).max() < 1e-4
 
@@ -136,16 +174,31 @@ def test_eta_zero_is_deterministic_and_inversion_error_falls_with_steps():
     model = gaussian_eps(0.5, schedule)
     x0 = torch.randn(64, 2, generator=torch.Generator().manual_seed(4)) * 0.5
     x_T = torch.randn(64, 2, generator=torch.Generator().manual_seed(5))
-    a = ddim_sample(model, (64, 2), schedule, ddim_timesteps(1000, 20), x_T=x_T,
-                    generator=torch.Generator().manual_seed(6), progress=False)
-    b = ddim_sample(model, (64, 2), schedule, ddim_timesteps(1000, 20), x_T=x_T,
-                    generator=torch.Generator().manual_seed(7), progress=False)
+    a = ddim_sample(
+        model,
+        (64, 2),
+        schedule,
+        ddim_timesteps(1000, 20),
+        x_T=x_T,
+        generator=torch.Generator().manual_seed(6),
+        progress=False,
+    )
+    b = ddim_sample(
+        model,
+        (64, 2),
+        schedule,
+        ddim_timesteps(1000, 20),
+        x_T=x_T,
+        generator=torch.Generator().manual_seed(7),
+        progress=False,
+    )
     assert torch.equal(a, b)
     errors = []
     for S in (10, 50, 250):
         taus = ddim_timesteps(1000, S, "trailing")
-        back = ddim_sample(model, (64, 2), schedule, taus, x_T=ddim_invert(model, x0, schedule, taus, progress=False),
-                           progress=False)
+        back = ddim_sample(
+            model, (64, 2), schedule, taus, x_T=ddim_invert(model, x0, schedule, taus, progress=False), progress=False
+        )
         errors.append(((back - x0) ** 2).mean().item())
     assert errors[0] > errors[1] > errors[2] and errors[2] < 1e-3, errors
 
@@ -220,6 +273,7 @@ def test_karras_sigmas_ends_order_and_rho_one_is_linear():
 
 def test_karras_sigmas_agree_with_diffusers_euler_scheduler():
     from diffusers import EulerDiscreteScheduler
+
     sched = EulerDiscreteScheduler(num_train_timesteps=1000, beta_schedule="linear", use_karras_sigmas=True)
     sched.set_timesteps(12)
     ab = get_schedule("linear", 1000).alpha_bar

@@ -81,8 +81,10 @@ def test_every_import_is_a_declared_dependency(who):
     modules = set().union(*(_imports(s) for s in sources))
     allowed = declared(*extras)
     undeclared = {m: sorted(d) for m, d in _distributions(modules).items() if not d & allowed}
-    assert not undeclared, (f"the {who} import modules whose distributions are not declared in pyproject.toml "
-                            f"(core or extras {extras}): {undeclared}; add them, then `make lock`")
+    assert not undeclared, (
+        f"the {who} import modules whose distributions are not declared in pyproject.toml "
+        f"(core or extras {extras}): {undeclared}; add them, then `make lock`"
+    )
 
 
 def test_core_library_modules_import_only_core_dependencies_at_top_level():
@@ -99,8 +101,11 @@ def test_core_library_modules_import_only_core_dependencies_at_top_level():
 
 
 def test_every_declared_dependency_is_pinned_in_the_lock_file():
-    lock = {_name(line.split("==")[0]) for line in (ROOT / "requirements/lock.txt").read_text().splitlines()
-            if "==" in line and not line.startswith("#")}
+    lock = {
+        _name(line.split("==")[0])
+        for line in (ROOT / "requirements/lock.txt").read_text().splitlines()
+        if "==" in line and not line.startswith("#")
+    }
     missing = sorted(declared(*PYPROJECT["optional-dependencies"]) - lock)
     assert not missing, f"declared in pyproject.toml but not pinned in requirements/lock.txt: {missing}"
 

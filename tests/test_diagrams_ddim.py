@@ -41,6 +41,7 @@ def _nearest(ax, point) -> str:
 
 # --- the graphical model ------------------------------------------------------------------------------------
 
+
 def test_graphical_model_draws_two_panels_within_the_column():
     fig = diagrams.ddim_graphical_model(title="two forward processes")
     fig.canvas.draw()  # mathtext errors only show when rendered
@@ -119,10 +120,15 @@ def test_step_parts_sum_to_the_step_and_eta_zero_has_no_noise():
     assert "step:noise" not in _arrows(fig.axes[0]) and fig.axes[0].get_legend() is None
 
 
-@pytest.mark.parametrize("kwargs,match", [(dict(alpha_bar_t=0.9, alpha_bar_prev=0.5), "alpha_bar_t <= alpha_bar_prev"),
-                                          (dict(eta=1.0), "pass z"),
-                                          (dict(xt=[1.0, 2.0, 3.0]), "one finite point"),
-                                          (dict(eps_hat=[float("nan"), 0.0]), "one finite point")])
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(alpha_bar_t=0.9, alpha_bar_prev=0.5), "alpha_bar_t <= alpha_bar_prev"),
+        (dict(eta=1.0), "pass z"),
+        (dict(xt=[1.0, 2.0, 3.0]), "one finite point"),
+        (dict(eps_hat=[float("nan"), 0.0]), "one finite point"),
+    ],
+)
 def test_step_rejects_bad_arguments(kwargs, match):
     args = dict(xt=[2.0, 1.0], eps_hat=[1.6, 1.1], alpha_bar_t=0.52, alpha_bar_prev=0.9) | kwargs
     with pytest.raises(ValueError, match=match):

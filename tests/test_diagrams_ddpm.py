@@ -33,8 +33,11 @@ def _nodes(fig: Figure) -> dict:
 
 
 def _arrows(fig: Figure, prefix: str) -> dict[str, Annotation]:
-    return {a.get_gid(): a for a in fig.axes[0].texts
-            if isinstance(a, Annotation) and (a.get_gid() or "").startswith(prefix)}
+    return {
+        a.get_gid(): a
+        for a in fig.axes[0].texts
+        if isinstance(a, Annotation) and (a.get_gid() or "").startswith(prefix)
+    }
 
 
 def _centre(patch) -> tuple[float, float]:
@@ -67,8 +70,15 @@ def test_chain_draws_its_nodes_left_to_right_from_noise_to_data():
     xs = [_centre(nodes[n])[0] for n in ORDER]
     assert xs == sorted(xs)
     text = _text(fig)
-    for label in (r"p_\theta(\mathbf{x}_{t-1} \mid \mathbf{x}_t)", r"q(\mathbf{x}_t \mid \mathbf{x}_{t-1})",
-                  "learned", "fixed", "DDPM", r"\mathbf{x}_T", r"\mathbf{x}_0"):
+    for label in (
+        r"p_\theta(\mathbf{x}_{t-1} \mid \mathbf{x}_t)",
+        r"q(\mathbf{x}_t \mid \mathbf{x}_{t-1})",
+        "learned",
+        "fixed",
+        "DDPM",
+        r"\mathbf{x}_T",
+        r"\mathbf{x}_0",
+    ):
         assert label in text, label
     assert nodes["x_0"].get_facecolor()[:3] != nodes["x_t"].get_facecolor()[:3]  # the data are shaded
 

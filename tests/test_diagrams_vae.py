@@ -60,6 +60,7 @@ def _draws(fig: Figure) -> None:
 
 # --- the graphical model ---------------------------------------------------------------------------------
 
+
 def test_graphical_model_draws_with_its_nodes_and_labels():
     fig = diagrams.vae_graphical_model(title="the VAE")
     _draws(fig)
@@ -99,6 +100,7 @@ def test_graphical_model_draws_on_a_given_axes():
 
 # --- the reparameterization graph ---------------------------------------------------------------------------
 
+
 def test_reparameterization_graph_draws_with_the_formula():
     fig = diagrams.reparameterization_graph()
     _draws(fig)
@@ -130,6 +132,7 @@ def test_reparameterization_forward_pass_feeds_eps_mu_sigma_into_z():
 
 
 # --- log p(x) = ELBO + gap ----------------------------------------------------------------------------------
+
 
 def _segments(fig: Figure) -> tuple[Rectangle, Rectangle]:
     found = _by_gid(fig)
@@ -164,10 +167,15 @@ def test_bar_writes_the_numbers_and_names_the_terms():
     assert "ELBO" in text and r"D_{\mathrm{KL}}" in text
 
 
-@pytest.mark.parametrize("kwargs,match", [(dict(log_px=1.0, elbo=2.0), "must not exceed"),
-                                          (dict(log_px=float("nan"), elbo=0.0), "finite"),
-                                          (dict(log_px="1", elbo=0.0), "finite"),
-                                          (dict(log_px=2.0, elbo=1.0, baseline=1.5), "below elbo")])
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(log_px=1.0, elbo=2.0), "must not exceed"),
+        (dict(log_px=float("nan"), elbo=0.0), "finite"),
+        (dict(log_px="1", elbo=0.0), "finite"),
+        (dict(log_px=2.0, elbo=1.0, baseline=1.5), "below elbo"),
+    ],
+)
 def test_bar_rejects_bad_numbers(kwargs, match):
     with pytest.raises(ValueError, match=match):
         diagrams.elbo_gap_bar(**kwargs)

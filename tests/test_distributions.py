@@ -5,19 +5,30 @@ import math
 import pytest
 import torch
 
-from course_lib.distributions import (bernoulli_log_likelihood, bits_per_dim_to_nats,
-                                      discretized_gaussian_log_likelihood, gaussian_log_likelihood,
-                                      nats_to_bits_per_dim, normal_kl, quantize, reparameterize,
-                                      standard_normal_kl, sum_except_batch)
+from course_lib.distributions import (
+    bernoulli_log_likelihood,
+    bits_per_dim_to_nats,
+    discretized_gaussian_log_likelihood,
+    gaussian_log_likelihood,
+    nats_to_bits_per_dim,
+    normal_kl,
+    quantize,
+    reparameterize,
+    standard_normal_kl,
+    sum_except_batch,
+)
 
 
 def _random_gaussians(seed: int, shape=(4, 3, 5, 5)):
     g = torch.Generator().manual_seed(seed)
-    return (torch.randn(shape, generator=g, dtype=torch.float64),
-            torch.randn(shape, generator=g, dtype=torch.float64) * 2)
+    return (
+        torch.randn(shape, generator=g, dtype=torch.float64),
+        torch.randn(shape, generator=g, dtype=torch.float64) * 2,
+    )
 
 
 # --- KL -----------------------------------------------------------------------------------------------
+
 
 def test_kl_of_a_distribution_with_itself_is_zero():
     mean, logvar = _random_gaussians(0)
@@ -63,6 +74,7 @@ def test_kl_rejects_shapes_that_do_not_broadcast():
 
 # --- reparameterization ---------------------------------------------------------------------------------
 
+
 def test_reparameterize_is_mean_plus_std_times_noise():
     mean, logvar = _random_gaussians(6)
     noise = torch.randn_like(mean)
@@ -82,7 +94,7 @@ def test_reparameterized_gradient_is_the_gradient_of_the_expectation():
     logvar = torch.tensor(-0.4, dtype=torch.float64, requires_grad=True)
     n = 200_000
     z = reparameterize(mean.expand(n), logvar.expand(n), generator=torch.Generator().manual_seed(2))
-    (z ** 2).mean().backward()
+    (z**2).mean().backward()
     assert abs(mean.grad.item() - 2 * 0.7) < 0.02
     assert abs(logvar.grad.item() - math.exp(-0.4)) < 0.02
 
@@ -95,6 +107,7 @@ def test_reparameterize_is_reproducible_with_a_generator():
 
 
 # --- likelihoods ------------------------------------------------------------------------------------------
+
 
 def test_gaussian_log_likelihood_matches_torch_distributions():
     mean, logvar = _random_gaussians(8)
@@ -119,13 +132,15 @@ def test_bernoulli_log_likelihood_matches_torch_and_binary_cross_entropy():
 ALL_LEVELS = torch.linspace(-1, 1, 256, dtype=torch.float64)
 
 
-@pytest.mark.parametrize("mean,std", [(0.0, 0.5), (0.93, 0.01), (-1.7, 0.3), (2.5, 1.0), (0.2, 1e-3), (0.0, 50.0),
-                                      (-0.99, 0.002)])
+@pytest.mark.parametrize(
+    "mean,std", [(0.0, 0.5), (0.93, 0.01), (-1.7, 0.3), (2.5, 1.0), (0.2, 1e-3), (0.0, 50.0), (-0.99, 0.002)]
+)
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 def test_discretized_gaussian_bin_probabilities_sum_to_one(mean, std, dtype):
     x = ALL_LEVELS.to(dtype)
-    log_p = discretized_gaussian_log_likelihood(x, torch.tensor(mean, dtype=dtype),
-                                                torch.tensor(2 * math.log(std), dtype=dtype))
+    log_p = discretized_gaussian_log_likelihood(
+        x, torch.tensor(mean, dtype=dtype), torch.tensor(2 * math.log(std), dtype=dtype)
+    )
     assert log_p.max() <= 0
     tol = 1e-9 if dtype == torch.float64 else 1e-4
     assert abs(log_p.exp().sum().item() - 1.0) < tol
@@ -180,6 +195,7 @@ def test_quantize_gives_8_bit_levels():
 
 # --- units --------------------------------------------------------------------------------------------
 
+
 def test_bits_per_dim_conversion():
     d = 256
     assert nats_to_bits_per_dim(d * math.log(2), d) == pytest.approx(1.0)
@@ -196,6 +212,7 @@ def test_sum_except_batch():
 
 
 # --- agreement with diffusers -------------------------------------------------------------------------
+
 
 def test_closed_forms_agree_with_diffusers_diagonal_gaussian():
     pytest.importorskip("diffusers")

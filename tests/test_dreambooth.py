@@ -14,13 +14,18 @@ def judge():
 
 
 def test_subject_scores_read_renders(judge):
-    captions = ["a large red heart at the bottom right", "a small blue heart at the top left",
-                "a large blue circle at the bottom right"]
+    captions = [
+        "a large red heart at the bottom right",
+        "a small blue heart at the top left",
+        "a large blue circle at the bottom right",
+    ]
     images = render_captions(captions)
     assert D.subject_scores(judge, images, ["a sks shape at the bottom right"] * 3) == pytest.approx(
-        {"shape": 2 / 3, "position": 2 / 3, "all": 1 / 3})
+        {"shape": 2 / 3, "position": 2 / 3, "all": 1 / 3}
+    )
     assert D.subject_scores(judge, images, ["a blue sks shape"] * 3) == pytest.approx(
-        {"shape": 2 / 3, "colour": 2 / 3, "all": 1 / 3})
+        {"shape": 2 / 3, "colour": 2 / 3, "all": 1 / 3}
+    )
     with pytest.raises(ValueError, match="one prompt per image"):
         D.subject_scores(judge, images, ["a sks shape"])
 
@@ -34,7 +39,7 @@ def test_subject_captions_are_the_held_out_shape_in_one_colour(judge):
 def test_mean_pairwise_distance():
     a = torch.zeros(2, 3, 4, 4)
     a[1] += 0.5  # 48 pixels apart by 0.5: distance 0.5 * sqrt(48)
-    assert D.mean_pairwise_distance(a) == pytest.approx(0.5 * 48 ** 0.5)
+    assert D.mean_pairwise_distance(a) == pytest.approx(0.5 * 48**0.5)
     with pytest.raises(ValueError, match="at least two"):
         D.mean_pairwise_distance(a[:1])
 

@@ -4,8 +4,7 @@ import pytest
 import torch
 from diffusers import DDPMScheduler
 
-from course_lib.forward_process import (predict_eps_from_x0, predict_x0_from_eps, q_posterior_mean_variance,
-                                        q_sample)
+from course_lib.forward_process import predict_eps_from_x0, predict_x0_from_eps, q_posterior_mean_variance, q_sample
 from course_lib.losses import l_simple
 from course_lib.samplers import ddpm_sample, ddpm_sample_loop, ddpm_step, keep_frames
 from course_lib.schedules import get_schedule
@@ -58,8 +57,9 @@ def test_posterior_matches_bayes_rule_by_monte_carlo():
     X = torch.cat([torch.ones_like(xt), xt], 1)
     coef = torch.linalg.lstsq(X, x_prev).solution
     resid = (x_prev - X @ coef).var().item()
-    mean, var = q_posterior_mean_variance(x0[:2], torch.tensor([[0.0], [1.0]], dtype=torch.float64),
-                                          torch.full((2,), t), s)
+    mean, var = q_posterior_mean_variance(
+        x0[:2], torch.tensor([[0.0], [1.0]], dtype=torch.float64), torch.full((2,), t), s
+    )
     assert coef[0].item() == pytest.approx(mean[0].item(), abs=3e-3)
     assert coef[1].item() == pytest.approx((mean[1] - mean[0]).item(), abs=3e-3)
     assert resid == pytest.approx(var[0].item(), rel=0.02)
@@ -81,8 +81,13 @@ def test_step_equals_algorithm_2_line_4(t):
 def test_step_agrees_with_diffusers(variance, clip, name):
     T = 100
     s = get_schedule(name, T)
-    ref = DDPMScheduler(num_train_timesteps=T, beta_schedule={"linear": "linear", "cosine": "squaredcos_cap_v2"}[name],
-                        variance_type=variance, clip_sample=clip, prediction_type="epsilon")
+    ref = DDPMScheduler(
+        num_train_timesteps=T,
+        beta_schedule={"linear": "linear", "cosine": "squaredcos_cap_v2"}[name],
+        variance_type=variance,
+        clip_sample=clip,
+        prediction_type="epsilon",
+    )
     g = torch.Generator().manual_seed(5)
     for t in [T - 1, 60, 10, 1, 0]:
         xt, eps = (torch.randn(2, 3, 4, 4, generator=g) for _ in range(2))
@@ -95,8 +100,10 @@ def test_step_agrees_with_diffusers(variance, clip, name):
 
 
 def test_q_sample_agrees_with_diffusers_add_noise():
-    s, ref = get_schedule("scaled_linear"), DDPMScheduler(beta_schedule="scaled_linear", beta_start=0.00085,
-                                                          beta_end=0.012)
+    s, ref = (
+        get_schedule("scaled_linear"),
+        DDPMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012),
+    )
     g = torch.Generator().manual_seed(6)
     x0, eps = torch.randn(8, 4, 8, 8, generator=g), torch.randn(8, 4, 8, 8, generator=g)
     t = torch.randint(0, 1000, (8,), generator=g)
@@ -138,6 +145,7 @@ def test_l_simple_is_the_noise_regression_error():
 
 
 # --- bad input ---
+
 
 def test_out_of_range_timesteps_are_clear_errors():
     s, x0 = get_schedule("linear", 10), torch.zeros(2, 3)

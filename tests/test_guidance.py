@@ -8,9 +8,18 @@ import torch
 from course_lib.data import gaussian_mixture, mixture_means
 from course_lib.ddim import ddim_step
 from course_lib.mixture import NoisedGaussianMixture
-from course_lib.guidance import (ClassifierFreeGuidance, ClassifierGuidance, GuidanceInterval, LossGuidance,
-                                 cfg_loss_fn, classifier_log_prob_grad, colour_loss, drop_labels, foreground_colour,
-                                 foreground_weights)
+from course_lib.guidance import (
+    ClassifierFreeGuidance,
+    ClassifierGuidance,
+    GuidanceInterval,
+    LossGuidance,
+    cfg_loss_fn,
+    classifier_log_prob_grad,
+    colour_loss,
+    drop_labels,
+    foreground_colour,
+    foreground_weights,
+)
 from course_lib.noisy_classifier import NoisyClassifier, NoisyClassifierConfig, accuracy_by_t
 from course_lib.samplers import ddpm_step
 from course_lib.schedules import get_schedule
@@ -39,6 +48,7 @@ def _batch(n=6, seed=0):
 
 
 # --- the exact 2-D mixture -------------------------------------------------------------------------------
+
 
 def test_mixture_eps_is_the_scaled_score_by_autograd(mixture):
     x = torch.randn(5, 2, dtype=torch.float64, requires_grad=True)
@@ -82,9 +92,16 @@ def test_guided_sampling_on_the_mixture_lands_in_the_requested_class(mixture):
     from course_lib.ddim import ddim_sample, ddim_timesteps
 
     y = torch.arange(200) % 4
-    x = ddim_sample(ClassifierFreeGuidance(mixture.eps, w=0.0, null_label=4), (200, 2), SCHEDULE,
-                    ddim_timesteps(1000, 50), generator=torch.Generator().manual_seed(0), x_T=None, progress=False,
-                    y=y).double()
+    x = ddim_sample(
+        ClassifierFreeGuidance(mixture.eps, w=0.0, null_label=4),
+        (200, 2),
+        SCHEDULE,
+        ddim_timesteps(1000, 50),
+        generator=torch.Generator().manual_seed(0),
+        x_T=None,
+        progress=False,
+        y=y,
+    ).double()
     nearest = torch.cdist(x, mixture.means).argmin(1)
     assert (nearest == y).float().mean() > 0.97  # components 5.9 stds apart: the conditional model is the class
 
@@ -114,6 +131,7 @@ def test_guidance_interval_bad_input(mixture):
 
 
 # --- classifier-free guidance ----------------------------------------------------------------------------
+
 
 def test_cfg_w0_is_the_conditional_model(cond_unet):
     x, t, y = _batch()
@@ -171,6 +189,7 @@ def test_drop_labels_rate_and_cfg_loss_trains_the_null_label():
 
 
 # --- classifier guidance ---------------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def noisy_classifier():
@@ -265,6 +284,7 @@ def test_noisy_classifier_shapes_and_accuracy_by_t(noisy_classifier):
 
 # --- loss guidance ---------------------------------------------------------------------------------------
 
+
 def _quadratic(target):
     return lambda x0: ((x0 - target) ** 2).flatten(1).sum(1)
 
@@ -293,8 +313,9 @@ def test_loss_guidance_snr_weighting_is_one_gradient_step_on_x0_hat():
         t = torch.full((4,), step)
         x0_hat = ddim_step(model(x, t), x, step, step - 10, SCHEDULE).x0_hat
         guided = LossGuidance(model, SCHEDULE, _quadratic(target), s, weighting="snr")(x, t)
-        torch.testing.assert_close(ddim_step(guided, x, step, step - 10, SCHEDULE).x0_hat,
-                                   x0_hat - s * 2 * (x0_hat - target))
+        torch.testing.assert_close(
+            ddim_step(guided, x, step, step - 10, SCHEDULE).x0_hat, x0_hat - s * 2 * (x0_hat - target)
+        )
     with pytest.raises(ValueError, match="weighting"):
         LossGuidance(model, SCHEDULE, _quadratic(target), s, weighting="linear")
 
@@ -308,8 +329,9 @@ def test_loss_guidance_scale_0_and_lowers_the_loss_in_one_ddim_step():
     plain = ddim_step(model(x, t), x, 500, 400, SCHEDULE).x0_hat
     guided_eps = LossGuidance(model, SCHEDULE, _quadratic(target), 0.05)(x, t)
     guided = ddim_step(guided_eps, x, 500, 400, SCHEDULE)
-    assert (_quadratic(target)(ddim_step(model(x, t), guided.x, 400, 300, SCHEDULE).x0_hat)
-            < _quadratic(target)(plain)).all()
+    assert (
+        _quadratic(target)(ddim_step(model(x, t), guided.x, 400, 300, SCHEDULE).x0_hat) < _quadratic(target)(plain)
+    ).all()
     with pytest.raises(ValueError, match=">= 0"):
         LossGuidance(model, SCHEDULE, _quadratic(target), float("nan"))
 
@@ -322,6 +344,7 @@ def test_mixture_data_matches_its_exact_model():
 
 
 # --- fidelity and diversity ------------------------------------------------------------------------------
+
 
 def test_precision_recall_identities():
     from course_lib.metrics import precision_recall
@@ -361,13 +384,15 @@ def test_ddpm_algorithm_1_on_a_respaced_schedule(noisy_classifier):
     i, t = 7, torch.full((4,), taus[7])  # called with the original index, as ddpm_sample(model_timesteps=) does
     zero = torch.zeros_like(x)
     shifted = ddpm_step(guided(x, t, y=y), x, i, sub, noise=zero).x
-    expected = ddpm_step(base(x, t), x, i, sub, noise=zero).x + 2.0 * sub.posterior_variance[i] * \
-        classifier_log_prob_grad(noisy_classifier, x, t, y)
+    expected = ddpm_step(base(x, t), x, i, sub, noise=zero).x + 2.0 * sub.posterior_variance[
+        i
+    ] * classifier_log_prob_grad(noisy_classifier, x, t, y)
     torch.testing.assert_close(shifted, expected)
 
 
 def test_colour_loss_is_zero_on_the_target_colour_and_its_gradient_recolours_the_foreground():
     from course_lib.data import render_shape
+
     red = render_shape("circle", "red", "large", "center").unsqueeze(0)  # palette red (230, 40, 40) on black
     rgb = (foreground_colour(red) + 1) * 127.5
     assert (rgb - torch.tensor([230.0, 40.0, 40.0])).abs().max() < 6  # edges count little
@@ -389,7 +414,9 @@ def test_colour_error_of_renders_is_small_for_their_colour_and_large_for_another
     from course_lib.data import render_shape
     from course_lib.guidance import colour_error
 
-    images = torch.stack([render_shape("circle", "red", "large", "center"), render_shape("star", "cyan", "small", "top left")])
+    images = torch.stack(
+        [render_shape("circle", "red", "large", "center"), render_shape("star", "cyan", "small", "top left")]
+    )
     right, wrong = colour_error(images, ["red", "cyan"]), colour_error(images, ["blue", "red"])
     assert (right < 20).all() and (wrong > 100).all(), (right, wrong)  # small shapes blend at their edges
     with pytest.raises(ValueError, match="unknown colour"):

@@ -39,21 +39,27 @@ def test_learned_variance_step_equals_diffusers_learned_range():
     from diffusers import DDPMScheduler
 
     schedule = get_schedule("linear", 1000)
-    ref = DDPMScheduler(num_train_timesteps=1000, beta_schedule="linear", variance_type="learned_range",
-                        clip_sample=False)
+    ref = DDPMScheduler(
+        num_train_timesteps=1000, beta_schedule="linear", variance_type="learned_range", clip_sample=False
+    )
     g = torch.Generator().manual_seed(0)
     for t in (999, 500, 20, 1, 0):
         x, eps = torch.randn(2, 1, 4, 4, generator=g), torch.randn(2, 1, 4, 4, generator=g)
         v = torch.rand(2, 1, 4, 4, generator=g) * 2 - 1
-        ours = ddpm_step(eps, x, t, schedule, variance="learned_range", v=v,
-                         generator=torch.Generator().manual_seed(t)).x  # diffusers draws z itself, the same way
+        ours = ddpm_step(
+            eps, x, t, schedule, variance="learned_range", v=v, generator=torch.Generator().manual_seed(t)
+        ).x  # diffusers draws z itself, the same way
         theirs = ref.step(torch.cat([eps, v], dim=1), t, x, generator=torch.Generator().manual_seed(t)).prev_sample
         torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-5)
     # the two ends of the range are the two fixed choices
     t = torch.full((2,), 300)
     one = torch.ones(2, 3)
-    torch.testing.assert_close(learned_log_variance(-one, t, schedule), torch.log(schedule.posterior_variance[300]).float().expand(2, 3))
-    torch.testing.assert_close(learned_log_variance(one, t, schedule), torch.log(schedule.betas[300]).float().expand(2, 3))
+    torch.testing.assert_close(
+        learned_log_variance(-one, t, schedule), torch.log(schedule.posterior_variance[300]).float().expand(2, 3)
+    )
+    torch.testing.assert_close(
+        learned_log_variance(one, t, schedule), torch.log(schedule.betas[300]).float().expand(2, 3)
+    )
 
 
 def test_respaced_sampling_equals_diffusers_set_timesteps():
@@ -74,8 +80,7 @@ def test_respaced_sampling_equals_diffusers_set_timesteps():
     torch.testing.assert_close(y, x, rtol=1e-4, atol=1e-4)
     # and the sampler loop calls the model with the original timesteps
     seen = []
-    ddpm_sample(lambda x, t: (seen.append(int(t[0])), x * 0)[1], (1, 1, 2, 2), r, model_timesteps=taus,
-                progress=False)
+    ddpm_sample(lambda x, t: (seen.append(int(t[0])), x * 0)[1], (1, 1, 2, 2), r, model_timesteps=taus, progress=False)
     assert seen == taus[::-1]
 
 
@@ -107,11 +112,13 @@ def test_l_hybrid_trains_the_mean_with_l_simple_and_the_variance_with_the_bound(
         return out.grad.clone()
 
     g0, g1 = grads(0.0), grads(10.0)
-    torch.testing.assert_close(g0[:, :1], g1[:, :1])          # stop-gradient: the bound does not move eps
+    torch.testing.assert_close(g0[:, :1], g1[:, :1])  # stop-gradient: the bound does not move eps
     assert g0[:, 1:].abs().max() == 0 and g1[:, 1:].abs().max() > 0  # only the bound trains v
     with torch.no_grad():  # with lam = 0 it is L_simple on the eps half
         simple = l_simple(lambda xt, tt: out[:, :1] + 0 * xt, x0, schedule, t=t, noise=torch.ones_like(x0))
-        assert l_hybrid(model, x0, schedule, lam=0.0, t=t, noise=torch.ones_like(x0)).item() == pytest.approx(simple.item())
+        assert l_hybrid(model, x0, schedule, lam=0.0, t=t, noise=torch.ones_like(x0)).item() == pytest.approx(
+            simple.item()
+        )
 
 
 def test_l_hybrid_bound_term_matches_the_evaluated_term():

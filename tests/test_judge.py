@@ -29,20 +29,25 @@ def test_every_canonical_render_is_read_back(judge):
     """All 6 x 6 x 2 x 5 prompts, drawn without jitter: the judge names each attribute of each one."""
     prompts = [(s, c, z, p) for s in SHAPES for c in COLOURS for z in SIZES for p in POSITIONS]
     images = torch.stack([render_shape(*prompt) for prompt in prompts])
-    captions = [caption(SHAPES.index(s), COLOURS.index(c), SIZES.index(z), POSITIONS.index(p)) for s, c, z, p in prompts]
+    captions = [
+        caption(SHAPES.index(s), COLOURS.index(c), SIZES.index(z), POSITIONS.index(p)) for s, c, z, p in prompts
+    ]
     assert adherence(judge, images, captions)["all"] >= 0.97
 
 
 def test_wrong_captions_score_at_chance(judge, held_out):
     """Shuffled captions: each attribute agrees about as often as two independent draws do (1/K), all four almost
     never. A judge that ignored the image, or read the caption's own statistics, would not look like this."""
-    shuffled = [held_out.captions[i] for i in torch.randperm(len(held_out.captions),
-                                                               generator=torch.Generator().manual_seed(0))]
+    shuffled = [
+        held_out.captions[i] for i in torch.randperm(len(held_out.captions), generator=torch.Generator().manual_seed(0))
+    ]
     report = adherence(judge, held_out.images, shuffled)
     want = prompt_attributes(shuffled)
     for name, values in (("shape", SHAPES), ("colour", COLOURS), ("size", SIZES), ("position", POSITIONS)):
-        chance = sum((want[name] == k).float().mean().item() * (getattr(held_out, name) == k).float().mean().item()
-                     for k in range(len(values)))
+        chance = sum(
+            (want[name] == k).float().mean().item() * (getattr(held_out, name) == k).float().mean().item()
+            for k in range(len(values))
+        )
         assert abs(report[name] - chance) < 0.06, (name, report[name], chance)
     assert report["all"] < 0.03, report
 

@@ -8,8 +8,15 @@ import torch
 import torch.nn.functional as F
 
 from course_lib.data import shapes
-from course_lib.latent import autoencoder_loss_fn, decode, encode, latent_scaling_factor, load_autoencoder, psnr, \
-    tiny_autoencoder
+from course_lib.latent import (
+    autoencoder_loss_fn,
+    decode,
+    encode,
+    latent_scaling_factor,
+    load_autoencoder,
+    psnr,
+    tiny_autoencoder,
+)
 
 
 @pytest.fixture(scope="module")

@@ -17,8 +17,16 @@ import torch
 from torch.distributions import Normal, kl_divergence
 
 from course_lib.distributions import discretized_gaussian_log_likelihood, quantize
-from course_lib.likelihood import (p_log_variance, p_mean_variance, prior_kl, timestep_strata, vlb_bits_per_dim,
-                                   vlb_term, vlb_terms_by_variance, vlb_weight)
+from course_lib.likelihood import (
+    p_log_variance,
+    p_mean_variance,
+    prior_kl,
+    timestep_strata,
+    vlb_bits_per_dim,
+    vlb_term,
+    vlb_terms_by_variance,
+    vlb_weight,
+)
 from course_lib.samplers import ddpm_step
 from course_lib.schedules import Schedule, get_schedule
 
@@ -80,7 +88,9 @@ def test_kl_term_is_eq12_weight_times_squared_noise_error(variance):
     noise = torch.randn(16, dim, generator=g)
     with torch.no_grad():
         term = vlb_term(model, x0, t, schedule, variance=variance, noise=noise).double()
-        xt = schedule.sqrt_alpha_bar[t, None] * x0.double() + schedule.sqrt_one_minus_alpha_bar[t, None] * noise.double()
+        xt = (
+            schedule.sqrt_alpha_bar[t, None] * x0.double() + schedule.sqrt_one_minus_alpha_bar[t, None] * noise.double()
+        )
         eps_theta = model(xt.float(), t).double()
     sq_error = ((noise.double() - eps_theta) ** 2).sum(1)
     sigma2, beta_tilde = torch.exp(p_log_variance(schedule, variance))[t], schedule.posterior_variance[t]
@@ -128,7 +138,9 @@ def test_oracle_noise_gives_zero_kl_and_positive_terms():
 
     class Oracle(torch.nn.Module):
         def forward(self, xt, t):
-            return (xt - schedule.sqrt_alpha_bar[t, None].float() * x0) / schedule.sqrt_one_minus_alpha_bar[t, None].float()
+            return (xt - schedule.sqrt_alpha_bar[t, None].float() * x0) / schedule.sqrt_one_minus_alpha_bar[
+                t, None
+            ].float()
 
     for t in (1, 10, 29):
         term = vlb_term(Oracle(), x0, torch.full((8,), t), schedule)
@@ -164,8 +176,9 @@ def _monte_carlo_eq3(model, x0, schedule: Schedule, num_paths: int, seed: int) -
             if t > 0:
                 log_p += Normal(mean, sigma2[t].sqrt()).log_prob(path[t]).sum(1)
             else:
-                log_p += discretized_gaussian_log_likelihood(x0.double().repeat(num_paths, 1), mean,
-                                                             torch.log(sigma2[0]).expand_as(mean)).sum(1)
+                log_p += discretized_gaussian_log_likelihood(
+                    x0.double().repeat(num_paths, 1), mean, torch.log(sigma2[0]).expand_as(mean)
+                ).sum(1)
     bound = log_q - log_p
     return float(bound.mean()), float(bound.std() / math.sqrt(len(bound)))
 
@@ -187,8 +200,14 @@ def test_stratified_estimate_is_unbiased_and_exact_for_single_steps():
     schedule, dim = get_schedule("linear", 60), 4
     model, xs = ToyEps(dim, 60, seed=8), _data(1, dim, seed=9).repeat(3000, 1)
     exact = vlb_bits_per_dim(model, xs, schedule, generator=torch.Generator().manual_seed(10), progress=False)
-    coarse = vlb_bits_per_dim(model, xs, schedule, strata=timestep_strata(60, 8, dense=2),
-                              generator=torch.Generator().manual_seed(11), progress=False)
+    coarse = vlb_bits_per_dim(
+        model,
+        xs,
+        schedule,
+        strata=timestep_strata(60, 8, dense=2),
+        generator=torch.Generator().manual_seed(11),
+        progress=False,
+    )
     gap = abs(exact.bits_per_dim - coarse.bits_per_dim)
     assert gap < 4 * math.hypot(exact.stderr_bits_per_dim, coarse.stderr_bits_per_dim), (exact, coarse)
     assert exact.decoder_bits_per_dim == pytest.approx(exact.terms_bits_per_dim[0])
@@ -206,7 +225,7 @@ def test_strata_cover_every_index_once():
     for T, n, dense, tail in [(1000, 100, 10, 2), (1000, 12, 0, 1), (10, 4, 1, 2), (5, 4, 1, 2)]:
         strata = timestep_strata(T, n, dense, tail)
         assert [t for a, b in strata for t in range(a, b)] == list(range(T))
-        assert len(strata) <= n and strata[len(strata) - tail:] == [(t, t + 1) for t in range(T - tail, T)]
+        assert len(strata) <= n and strata[len(strata) - tail :] == [(t, t + 1) for t in range(T - tail, T)]
 
 
 def test_bad_input_is_explained():

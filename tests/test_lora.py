@@ -18,8 +18,7 @@ def _unet(seed=0):
 
 def _inputs(seed=1, n=2):
     g = torch.Generator().manual_seed(seed)
-    return (torch.randn(n, 4, 8, 8, generator=g), torch.tensor([10, 700][:n]),
-            torch.randn(n, 16, 64, generator=g))
+    return (torch.randn(n, 4, 8, 8, generator=g), torch.tensor([10, 700][:n]), torch.randn(n, 16, 64, generator=g))
 
 
 def _randomise_b(model, seed=2, std=0.05):
@@ -64,8 +63,11 @@ def test_count_lora_parameters_is_what_inject_adds(rank, targets):
     total = L.count_parameters(unet)["total"]
     expected = L.count_lora_parameters(unet, targets, rank)
     L.inject_lora(unet, targets=targets, rank=rank)
-    assert L.count_parameters(unet) == {"trainable": expected, "total": total + expected,
-                                        "fraction": expected / (total + expected)}
+    assert L.count_parameters(unet) == {
+        "trainable": expected,
+        "total": total + expected,
+        "fraction": expected / (total + expected),
+    }
     with torch.device("meta"):  # shapes only: the same count without weights
         assert L.count_lora_parameters(tiny_unet(), targets, rank) == expected
     with pytest.raises(ValueError, match="rank must be an integer from 1 to min"):
@@ -97,8 +99,10 @@ def test_merge_then_unmerge_restores_the_weights():
     assert max((after[k] - weights[k]).abs().max().item() for k in weights) < 1e-6
 
 
-@pytest.mark.parametrize("rank, alpha, targets", [(1, 1.0, ("to_q", "to_v")), (4, 8.0, L.ATTENTION_TARGETS),
-                                                  (3, 1.5, ("attn2.to_k", "attn2.to_v", "ff.net.2"))])
+@pytest.mark.parametrize(
+    "rank, alpha, targets",
+    [(1, 1.0, ("to_q", "to_v")), (4, 8.0, L.ATTENTION_TARGETS), (3, 1.5, ("attn2.to_k", "attn2.to_v", "ff.net.2"))],
+)
 def test_equals_peft(rank, alpha, targets):
     from peft import LoraConfig, get_peft_model_state_dict, set_peft_model_state_dict
 
@@ -127,8 +131,9 @@ def pipelines(tmp_path_factory):
     L.inject_lora(ours.unet, rank=2, alpha=4.0)
     _randomise_b(ours.unet)
     directory = tmp_path_factory.mktemp("lora")
-    StableDiffusionPipeline.save_lora_weights(directory, unet_lora_layers=L.lora_state_dict(ours.unet),
-                                              unet_lora_adapter_metadata=L.lora_config(ours.unet))
+    StableDiffusionPipeline.save_lora_weights(
+        directory, unet_lora_layers=L.lora_state_dict(ours.unet), unet_lora_adapter_metadata=L.lora_config(ours.unet)
+    )
     theirs = load_pipeline(scheduler="ddim")
     theirs.load_lora_weights(directory, adapter_name="ours")
     return ours, theirs
@@ -147,8 +152,9 @@ def test_inference_scale_and_fuse_equal_diffusers(pipelines):
     ours, theirs = pipelines
     inputs = _inputs()
     L.set_lora_scale(ours.unet, 0.4)
-    torch.testing.assert_close(_run(ours.unet, inputs), _run(theirs.unet, inputs, cross_attention_kwargs={"scale": 0.4}),
-                               rtol=0, atol=1e-5)
+    torch.testing.assert_close(
+        _run(ours.unet, inputs), _run(theirs.unet, inputs, cross_attention_kwargs={"scale": 0.4}), rtol=0, atol=1e-5
+    )
     L.set_lora_scale(ours.unet, 1.0)
     merged = copy.deepcopy(ours.unet)
     L.remove_lora(merged, merge=True)
@@ -164,8 +170,9 @@ def test_training_moves_only_lora():
     base = {k: v.clone() for k, v in unet.state_dict().items()}
     L.inject_lora(unet, rank=2)
     z, _, c = _inputs(n=2)
-    loss_fn = latent_diffusion_loss_fn(torch.linspace(0.99, 0.01, 1000), torch.zeros(16, 64), p_uncond=0.0,
-                                       generator=torch.Generator().manual_seed(0))
+    loss_fn = latent_diffusion_loss_fn(
+        torch.linspace(0.99, 0.01, 1000), torch.zeros(16, 64), p_uncond=0.0, generator=torch.Generator().manual_seed(0)
+    )
     loss_fn(unet, (z, c)).backward()
     with_grad = [n for n, p in unet.named_parameters() if p.grad is not None]
     assert with_grad and all("lora_" in n for n in with_grad)
@@ -173,8 +180,10 @@ def test_training_moves_only_lora():
     train(unet, loss_fn, (z.repeat(4, 1, 1, 1), c.repeat(4, 1, 1)), steps=2, batch_size=4, progress=False)
     after = {k.replace(".base.", "."): v for k, v in unet.state_dict().items() if "lora_" not in k}
     assert all(torch.equal(after[k], base[k]) for k in base)
-    assert any(not torch.equal(layer.lora_B.weight, torch.zeros_like(layer.lora_B.weight))
-               for layer in L.lora_layers(unet).values())
+    assert any(
+        not torch.equal(layer.lora_B.weight, torch.zeros_like(layer.lora_B.weight))
+        for layer in L.lora_layers(unet).values()
+    )
 
 
 def test_bad_input_is_refused_clearly():
@@ -213,8 +222,9 @@ def test_dreambooth_loss_is_subject_plus_lambda_prior():
 
     losses = [value(w) for w in (0.0, 1.0, 2.0)]
     assert abs(losses[2] - 2 * losses[1] + losses[0]) < 1e-6  # linear in lambda
-    simple = latent_diffusion_loss_fn(alphas_cumprod, torch.zeros(16, 64), p_uncond=0.0,
-                                      generator=torch.Generator().manual_seed(3))
+    simple = latent_diffusion_loss_fn(
+        alphas_cumprod, torch.zeros(16, 64), p_uncond=0.0, generator=torch.Generator().manual_seed(3)
+    )
     with torch.no_grad():
         assert abs(simple(unet, (z, c)).item() - losses[0]) < 1e-6  # lambda = 0: the subject's L_simple
     with pytest.raises(ValueError, match="prior_weight"):

@@ -4,8 +4,16 @@ import pytest
 import torch
 
 from course_lib.data import digits
-from course_lib.metrics import (DigitClassifier, accuracy, frechet_distance, guidance_report, precision_recall,
-                                predict, sample_report, within_class_diversity)
+from course_lib.metrics import (
+    DigitClassifier,
+    accuracy,
+    frechet_distance,
+    guidance_report,
+    precision_recall,
+    predict,
+    sample_report,
+    within_class_diversity,
+)
 
 
 @pytest.fixture(scope="module")

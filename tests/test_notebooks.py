@@ -57,13 +57,16 @@ def test_stored_without_outputs(path):
 @pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: str(p.relative_to(ROOT)))
 def test_chapter_notebook_structure(path):
     cells = _cells(path)
-    assert cells[0]["cell_type"] == "markdown" and "".join(cells[0]["source"]).lstrip().startswith("#"), \
+    assert cells[0]["cell_type"] == "markdown" and "".join(cells[0]["source"]).lstrip().startswith("#"), (
         "a notebook opens with its title"
+    )
     first_code = next("".join(c["source"]) for c in cells if c["cell_type"] == "code")
-    assert "google.colab" in first_code and "course_lib.__version__" in first_code, \
+    assert "google.colab" in first_code and "course_lib.__version__" in first_code, (
         "the first code cell is the Colab set-up cell (docs/NOTEBOOK_TEMPLATE.md)"
-    checks = [c for c in cells if "remove-cell" in c.get("metadata", {}).get("tags", [])
-              and "assert" in "".join(c["source"])]
+    )
+    checks = [
+        c for c in cells if "remove-cell" in c.get("metadata", {}).get("tags", []) and "assert" in "".join(c["source"])
+    ]
     assert checks, "each notebook asserts its measured result in a cell tagged remove-cell"
 
 
@@ -89,6 +92,7 @@ def test_book_executes_chapters_but_not_student_exercises():
 
 
 # --- the set-up cell: one repository (_config.yml), one pinned version (course_lib.__version__) ------------
+
 
 def _setup_tools():
     import importlib.util
@@ -131,12 +135,20 @@ def test_the_repository_url_lives_only_in_config_and_generated_cells():
     """Anything else that names the repository reads it from _config.yml (pyproject's Homepage aside)."""
     repo = yaml.safe_load((ROOT / "_config.yml").read_text())["repository"]["url"]
     allowed = {"_config.yml", "pyproject.toml", "README.md"}
-    generated = {str(p.relative_to(ROOT)) for p in _setup_tools().notebooks()} | \
-                {str(p.relative_to(ROOT)) for p in STUDENT}
-    offenders = [str(p.relative_to(ROOT)) for p in ROOT.rglob("*") if p.is_file() and p.suffix in
-                 {".py", ".ipynb", ".yml", ".yaml", ".md", ".toml"} and ".venv" not in p.parts and "_build"
-                 not in p.parts and "dist" not in p.parts and repo in p.read_text(errors="ignore")
-                 and str(p.relative_to(ROOT)) not in allowed | generated]
+    generated = {str(p.relative_to(ROOT)) for p in _setup_tools().notebooks()} | {
+        str(p.relative_to(ROOT)) for p in STUDENT
+    }
+    offenders = [
+        str(p.relative_to(ROOT))
+        for p in ROOT.rglob("*")
+        if p.is_file()
+        and p.suffix in {".py", ".ipynb", ".yml", ".yaml", ".md", ".toml"}
+        and ".venv" not in p.parts
+        and "_build" not in p.parts
+        and "dist" not in p.parts
+        and repo in p.read_text(errors="ignore")
+        and str(p.relative_to(ROOT)) not in allowed | generated
+    ]
     assert not offenders, f"these files hard-code {repo}; read it from _config.yml instead: {offenders}"
 
 

@@ -21,7 +21,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _library_files() -> set[str]:
-    files = {p.relative_to(ROOT).as_posix() for p in (ROOT / "course_lib").rglob("*.py") if "__pycache__" not in p.parts}
+    files = {
+        p.relative_to(ROOT).as_posix() for p in (ROOT / "course_lib").rglob("*.py") if "__pycache__" not in p.parts
+    }
     manifest = json.loads((ROOT / "course_lib" / "checkpoints" / "manifest.json").read_text())
     files |= {f"course_lib/checkpoints/{entry['file']}" for entry in manifest.values()}
     for pipeline in (ROOT / "course_lib" / "checkpoints").iterdir():  # saved pipelines: every file their manifest lists
@@ -38,8 +40,9 @@ def dists(tmp_path_factory) -> Path:
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(ROOT / name, src / name)
     shutil.copytree(ROOT / "course_lib", src / "course_lib", ignore=shutil.ignore_patterns("__pycache__"))
-    hooks = ("from setuptools import build_meta as b; import sys; out = sys.argv[1]; "
-             "b.build_sdist(out); b.build_wheel(out)")
+    hooks = (
+        "from setuptools import build_meta as b; import sys; out = sys.argv[1]; b.build_sdist(out); b.build_wheel(out)"
+    )
     subprocess.run([sys.executable, "-c", hooks, str(out)], cwd=src, check=True, capture_output=True)
     return out
 
@@ -48,8 +51,10 @@ def test_wheel_holds_every_module_and_checkpoint(dists):
     (wheel,) = dists.glob("course_lib-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     missing = sorted(_library_files() - names)
-    assert not missing, (f"the wheel lacks {missing}: add the sub-package to [tool.setuptools] packages or the "
-                         "files to package-data in pyproject.toml")
+    assert not missing, (
+        f"the wheel lacks {missing}: add the sub-package to [tool.setuptools] packages or the "
+        "files to package-data in pyproject.toml"
+    )
 
 
 def test_sdist_holds_every_module_and_checkpoint(dists):

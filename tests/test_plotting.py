@@ -33,6 +33,7 @@ def _images(b=10, c=1, h=4, w=5, seed=0):
 
 # --- image_grid -----------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("b,c,nrow,padding", [(10, 1, 4, 1), (3, 3, 8, 2), (8, 1, 8, 0), (1, 3, 5, 1)])
 def test_image_grid_shape(b, c, nrow, padding):
     h, w = 4, 5
@@ -58,7 +59,9 @@ def test_image_grid_clips_for_display_only_and_accepts_numpy():
     assert x.max() == 5.0  # the input is untouched
 
 
-@pytest.mark.parametrize("bad", [torch.zeros(2, 4, 4), torch.zeros(2, 2, 4, 4), torch.zeros(2, 1, 4, 4, dtype=torch.uint8)])
+@pytest.mark.parametrize(
+    "bad", [torch.zeros(2, 4, 4), torch.zeros(2, 2, 4, 4), torch.zeros(2, 1, 4, 4, dtype=torch.uint8)]
+)
 def test_image_grid_rejects_bad_input(bad):
     with pytest.raises(ValueError):
         plotting.image_grid(bad)
@@ -70,7 +73,24 @@ def test_show_images_draws_one_image_on_given_axes():
     assert out is ax and len(ax.images) == 1 and ax.get_title() == "five"
 
 
+def test_show_images_writes_one_label_at_the_middle_of_each_row():
+    fig, ax = plt.subplots()
+    plotting.show_images(_images(6), nrow=3, ax=ax, row_labels=["S = 10", "S = 50"])
+    texts = {t.get_text(): t.get_position() for t in ax.texts}
+    assert texts == {"S = 10": (-0.01, 0.75), "S = 50": (-0.01, 0.25)}  # rows from the top, in axes fractions
+    fig.canvas.draw()  # the labels sit left of the grid, inside the figure once laid out
+    grid = ax.get_window_extent()
+    assert all(t.get_window_extent().x1 <= grid.x0 for t in ax.texts)
+    plt.close(fig)
+
+
+def test_show_images_rejects_a_label_count_that_is_not_the_row_count():
+    with pytest.raises(ValueError, match="one label per row of the grid: 2 rows"):
+        plotting.show_images(_images(6), nrow=3, row_labels=["only one"])
+
+
 # --- trajectory strip -------------------------------------------------------------------------------------
+
 
 def _trajectory(n_frames=4, b=5):
     return [SampleStep(t, _images(b, seed=t), _images(b, seed=100 + t)) for t in range(n_frames * 100, -1, -100)]
@@ -83,8 +103,7 @@ def test_trajectory_strip_rows_are_samples_columns_are_frames():
     assert [ax.get_title() for ax in axes[0]] == [f"t = {f.t}" for f in frames]
     np.testing.assert_allclose(axes[2, 1].images[0].get_array(), (frames[1].x[2, 0].numpy() + 1) / 2, atol=1e-6)
     fig = plotting.trajectory_strip(frames, n_samples=2, field="x0_hat")
-    np.testing.assert_allclose(fig.axes[0].images[0].get_array(), (frames[0].x0_hat[0, 0].numpy() + 1) / 2,
-                               atol=1e-6)
+    np.testing.assert_allclose(fig.axes[0].images[0].get_array(), (frames[0].x0_hat[0, 0].numpy() + 1) / 2, atol=1e-6)
 
 
 def test_trajectory_strip_accepts_pairs_and_rejects_points():
@@ -103,6 +122,7 @@ def _frame_ids(anim):
 
 # --- animate -----------------------------------------------------------------------------------------------
 
+
 def test_animate_images_gives_html_with_every_frame_and_a_static_figure():
     frames = _trajectory(n_frames=4)  # t = 400, 300, 200, 100, 0
     anim = plotting.animate(frames, kind="images", n_stills=3, nrow=5, size=1.5, dpi=30)
@@ -114,8 +134,9 @@ def test_animate_images_gives_html_with_every_frame_and_a_static_figure():
 def test_animate_points_with_background_and_pairs():
     g = torch.Generator().manual_seed(0)
     frames = [(t, torch.randn(50, 2, generator=g) * (1 + t / 10)) for t in (20, 10, 0)]
-    anim = plotting.animate(frames, kind="points", background=torch.randn(30, 2, generator=g), lim=3.0,
-                            n_stills=2, size=1.5, dpi=30)
+    anim = plotting.animate(
+        frames, kind="points", background=torch.randn(30, 2, generator=g), lim=3.0, n_stills=2, size=1.5, dpi=30
+    )
     assert _frame_ids(anim) == {0, 1, 2}
     first = anim.figure.axes[0]
     assert first.get_title() == "t = 20" and first.get_xlim() == (-3.0, 3.0) and len(first.collections) == 2
@@ -149,11 +170,13 @@ def test_display_shows_static_figure_then_player(monkeypatch):
 
 # --- slider ------------------------------------------------------------------------------------------------
 
+
 def _recording_fn(calls):
     def fn(value, ax):
         calls.append(value)
         ax.plot([0, 1], [0, value])
         ax.set_title(f"v = {value}")
+
     return fn
 
 
@@ -183,7 +206,7 @@ def test_slider_keeps_at_most_max_frames_with_both_ends():
 def test_slider_escapes_its_label_and_ids_are_unique():
     a = plotting.slider(lambda v, ax: None, [1, 2], label='t"</script>')
     b = plotting.slider(lambda v, ax: None, [1, 2])
-    assert "</script>\"" not in a.data and a.data.count("</script>") == 1
+    assert '</script>"' not in a.data and a.data.count("</script>") == 1
     assert re.search(r'id="(slider-\w+)"', a.data).group(1) != re.search(r'id="(slider-\w+)"', b.data).group(1)
 
 
@@ -213,8 +236,16 @@ def test_plot_tradeoff_draws_the_four_panels_of_a_sweep():
 
     from course_lib.plotting import plot_tradeoff
 
-    table = pd.DataFrame({"accuracy": [0.1, 0.9], "precision": [0.8, 0.9], "recall": [0.9, 0.5],
-                          "within-class diversity": [5.0, 3.0], "FD": [2.0, 4.0]}, index=pd.Index([0.0, 2.0], name="s"))
+    table = pd.DataFrame(
+        {
+            "accuracy": [0.1, 0.9],
+            "precision": [0.8, 0.9],
+            "recall": [0.9, 0.5],
+            "within-class diversity": [5.0, 3.0],
+            "FD": [2.0, 4.0],
+        },
+        index=pd.Index([0.0, 2.0], name="s"),
+    )
     fig = plot_tradeoff(table, "scale s", reference_fd=1.0)
     assert len(fig.axes) == 4 and [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["0", "2"]
     assert len(fig.axes[1].lines) == 2 and len(fig.axes[3].lines) == 2  # precision and recall; FD and the reference

@@ -45,7 +45,9 @@ def test_import_enables_the_mps_cpu_fallback_before_torch_loads():
     import subprocess
     import sys
 
-    code = ("import os; os.environ.pop('PYTORCH_ENABLE_MPS_FALLBACK', None); import course_lib, sys; "
-            "assert 'torch' not in sys.modules; print(os.environ['PYTORCH_ENABLE_MPS_FALLBACK'])")
+    code = (
+        "import os; os.environ.pop('PYTORCH_ENABLE_MPS_FALLBACK', None); import course_lib, sys; "
+        "assert 'torch' not in sys.modules; print(os.environ['PYTORCH_ENABLE_MPS_FALLBACK'])"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "1"

@@ -55,8 +55,7 @@ def test_an_empty_field_renders_exactly_the_background(jitter):
     field[0] = 0.0
     background = torch.tensor([0.2, -0.5, 1.0])
     generator = torch.Generator().manual_seed(1) if jitter else None
-    images = render.render_views(field, [0.0, 120.0], [10.0, -5.0], size=5, background=background,
-                                 generator=generator)
+    images = render.render_views(field, [0.0, 120.0], [10.0, -5.0], size=5, background=background, generator=generator)
     assert torch.equal(images, background.view(1, 3, 1, 1).expand(2, 3, 5, 5))
 
 
@@ -71,8 +70,11 @@ def test_density_outside_the_cube_is_zero_and_trilinear_inside():
 
 
 def test_renders_are_differentiable_in_the_field():
-    field = _random_field(4, dtype=torch.float64).add(torch.tensor([0.5, 0, 0, 0], dtype=torch.float64)
-                                                      .view(4, 1, 1, 1)).requires_grad_()
+    field = (
+        _random_field(4, dtype=torch.float64)
+        .add(torch.tensor([0.5, 0, 0, 0], dtype=torch.float64).view(4, 1, 1, 1))
+        .requires_grad_()
+    )
     fn = lambda f: render.render_views(f, [30.0], [20.0], radius=3.0, size=2, fov_deg=50.0, num_samples=8)
     assert torch.autograd.gradcheck(fn, (field,))
     fn(field).sum().backward()
@@ -127,11 +129,27 @@ def test_back_and_side_views_are_mirror_images_of_the_mirrored_field():
     assert (front - back).abs().max() > 0.1  # an asymmetric field looks different from behind
 
 
-@pytest.mark.parametrize("azimuth,elevation,label", [
-    (0.0, 0.0, "front"), (44.9, 0.0, "front"), (-44.9, 30.0, "front"), (45.0, 0.0, "side"), (-45.0, 0.0, "side"),
-    (134.9, 0.0, "side"), (-90.0, 60.0, "side"), (135.0, 0.0, "back"), (-135.0, 0.0, "back"), (180.0, 0.0, "back"),
-    (-180.0, 0.0, "back"), (360.0, 0.0, "front"), (225.0, 0.0, "back"), (-270.0, 0.0, "side"),
-    (0.0, 60.1, "overhead"), (180.0, 80.0, "overhead")])
+@pytest.mark.parametrize(
+    "azimuth,elevation,label",
+    [
+        (0.0, 0.0, "front"),
+        (44.9, 0.0, "front"),
+        (-44.9, 30.0, "front"),
+        (45.0, 0.0, "side"),
+        (-45.0, 0.0, "side"),
+        (134.9, 0.0, "side"),
+        (-90.0, 60.0, "side"),
+        (135.0, 0.0, "back"),
+        (-135.0, 0.0, "back"),
+        (180.0, 0.0, "back"),
+        (-180.0, 0.0, "back"),
+        (360.0, 0.0, "front"),
+        (225.0, 0.0, "back"),
+        (-270.0, 0.0, "side"),
+        (0.0, 60.1, "overhead"),
+        (180.0, 80.0, "overhead"),
+    ],
+)
 def test_view_label_boundaries(azimuth, elevation, label):
     assert render.view_label(azimuth, elevation) == label
 
@@ -172,36 +190,40 @@ def test_voxel_field_starts_as_the_blob_in_grey_and_stays_valid_under_any_step()
 
 def test_view_prompt_appends_the_view_word_of_the_camera_as_the_captions_do():
     from course_lib.shapes3d import caption3d
+
     for azimuth, elevation in [(0.0, 10.0), (100.0, 0.0), (-170.0, 20.0), (30.0, 70.0)]:
         view = render.VIEWS.index(render.view_label(azimuth, elevation))
         assert render.view_prompt(" a red cube ", azimuth, elevation) == caption3d(1, 0, view)
 
 
-@pytest.mark.parametrize("call,match", [
-    (lambda f: render.view_prompt("", 0.0, 0.0), "non-empty string"),
-    (lambda f: render.view_prompt("a red cube", 0.0, 95.0), "elevation"),
-    (lambda f: render.render_views(f[:, :, :, :3], [0.0], [0.0]), "cubic"),
-    (lambda f: render.render_views(f[:3], [0.0], [0.0]), r"\[4, R, R, R\]"),
-    (lambda f: render.render_views(f - 5.0, [0.0], [0.0]), "softplus"),
-    (lambda f: render.render_views(f, [0.0], [0.0], radius=0.0), "radius"),
-    (lambda f: render.render_views(f, [0.0], [0.0], radius=-2.0), "radius"),
-    (lambda f: render.render_views(f, [0.0], [0.0], radius=1.0), "outside"),
-    (lambda f: render.render_views(f, [0.0], [0.0], fov_deg=0.0), "fov_deg"),
-    (lambda f: render.render_views(f, [0.0], [0.0], fov_deg=180.0), "fov_deg"),
-    (lambda f: render.render_views(f, [0.0], [0.0], size=0), "size"),
-    (lambda f: render.render_views(f, [0.0], [90.0]), "elevation"),
-    (lambda f: render.render_views(f, [0.0, 90.0], [0.0]), "same length"),
-    (lambda f: render.render_views(f, [], []), "non-empty"),
-    (lambda f: render.render_views(f, [0.0], [0.0], background=2.0), "background"),
-    (lambda f: render.render_views(f, [0.0], [0.0], num_samples=0), "num_samples"),
-    (lambda f: render.render_rays(f, torch.zeros(2, 3), torch.ones(2, 3), 3.0, 3.0), "smaller than far"),
-    (lambda f: render.render_rays(f, torch.zeros(2, 3), torch.ones(2, 3), 4.0, 2.0), "smaller than far"),
-    (lambda f: render.render_rays(f, torch.zeros(2, 3), torch.ones(3, 3), 1.0, 2.0), r"\[N, 3\]"),
-    (lambda f: render.compositing_weights(torch.ones(2, 3), torch.ones(2, 4)), "deltas"),
-    (lambda f: render.sample_cameras(4, elevation_range=(0.0, 90.0)), "elevation_range"),
-    (lambda f: render.density_blob(1), "resolution"),
-    (lambda f: render.view_label(float("nan"), 0.0), "azimuth_deg"),
-])
+@pytest.mark.parametrize(
+    "call,match",
+    [
+        (lambda f: render.view_prompt("", 0.0, 0.0), "non-empty string"),
+        (lambda f: render.view_prompt("a red cube", 0.0, 95.0), "elevation"),
+        (lambda f: render.render_views(f[:, :, :, :3], [0.0], [0.0]), "cubic"),
+        (lambda f: render.render_views(f[:3], [0.0], [0.0]), r"\[4, R, R, R\]"),
+        (lambda f: render.render_views(f - 5.0, [0.0], [0.0]), "softplus"),
+        (lambda f: render.render_views(f, [0.0], [0.0], radius=0.0), "radius"),
+        (lambda f: render.render_views(f, [0.0], [0.0], radius=-2.0), "radius"),
+        (lambda f: render.render_views(f, [0.0], [0.0], radius=1.0), "outside"),
+        (lambda f: render.render_views(f, [0.0], [0.0], fov_deg=0.0), "fov_deg"),
+        (lambda f: render.render_views(f, [0.0], [0.0], fov_deg=180.0), "fov_deg"),
+        (lambda f: render.render_views(f, [0.0], [0.0], size=0), "size"),
+        (lambda f: render.render_views(f, [0.0], [90.0]), "elevation"),
+        (lambda f: render.render_views(f, [0.0, 90.0], [0.0]), "same length"),
+        (lambda f: render.render_views(f, [], []), "non-empty"),
+        (lambda f: render.render_views(f, [0.0], [0.0], background=2.0), "background"),
+        (lambda f: render.render_views(f, [0.0], [0.0], num_samples=0), "num_samples"),
+        (lambda f: render.render_rays(f, torch.zeros(2, 3), torch.ones(2, 3), 3.0, 3.0), "smaller than far"),
+        (lambda f: render.render_rays(f, torch.zeros(2, 3), torch.ones(2, 3), 4.0, 2.0), "smaller than far"),
+        (lambda f: render.render_rays(f, torch.zeros(2, 3), torch.ones(3, 3), 1.0, 2.0), r"\[N, 3\]"),
+        (lambda f: render.compositing_weights(torch.ones(2, 3), torch.ones(2, 4)), "deltas"),
+        (lambda f: render.sample_cameras(4, elevation_range=(0.0, 90.0)), "elevation_range"),
+        (lambda f: render.density_blob(1), "resolution"),
+        (lambda f: render.view_label(float("nan"), 0.0), "azimuth_deg"),
+    ],
+)
 def test_bad_input_raises_a_helpful_value_error(call, match):
     with pytest.raises(ValueError, match=match):
         call(_random_field(4))
@@ -213,11 +235,16 @@ RED, GREEN = torch.tensor([1.0, -1.0, -1.0]), torch.tensor([-1.0, 1.0, -1.0])
 
 
 def _scene(dtype=torch.float32):
-    circles = raster.Circles(torch.tensor([[0.5, 0.5], [0.6, 0.4]], dtype=dtype), torch.tensor([0.2, 0.15], dtype=dtype),
-                             torch.stack([RED, GREEN]).to(dtype))
+    circles = raster.Circles(
+        torch.tensor([[0.5, 0.5], [0.6, 0.4]], dtype=dtype),
+        torch.tensor([0.2, 0.15], dtype=dtype),
+        torch.stack([RED, GREEN]).to(dtype),
+    )
     # a convex quadrilateral whose diagonals miss the pixel centres (the distance's min over edges has no ties)
-    quad = raster.Polygons(torch.tensor([[[0.13, 0.62], [0.41, 0.57], [0.37, 0.93], [0.09, 0.85]]], dtype=dtype),
-                           torch.tensor([[-1.0, -1.0, 1.0]], dtype=dtype))
+    quad = raster.Polygons(
+        torch.tensor([[[0.13, 0.62], [0.41, 0.57], [0.37, 0.93], [0.09, 0.85]]], dtype=dtype),
+        torch.tensor([[-1.0, -1.0, 1.0]], dtype=dtype),
+    )
     return circles, quad
 
 
@@ -238,21 +265,28 @@ def test_polygon_covers_its_inside_for_either_winding_and_later_layers_paint_ove
     torch.testing.assert_close(raster.rasterise(circles, reversed_square, size=40), image)
     # the green circle is drawn after the red one, so their overlap is green
     torch.testing.assert_close(image[:, 15, 23], GREEN, atol=1e-3, rtol=0)  # (0.59, 0.39): in both circles
-    red_on_top = raster.rasterise(raster.Circles(circles.centre.flip(0), circles.radius.flip(0),
-                                                 circles.colour.flip(0)), size=40)
+    red_on_top = raster.rasterise(
+        raster.Circles(circles.centre.flip(0), circles.radius.flip(0), circles.colour.flip(0)), size=40
+    )
     assert red_on_top[0, 15, 23] > 0.9  # 2.3 pixels inside the red circle
 
 
 def test_batched_layers_equal_the_stack_of_single_images():
     circles, square = _scene()
-    batched = [raster.Circles(torch.stack([circles.centre, circles.centre + 0.1]), circles.radius.repeat(2, 1),
-                              circles.colour.repeat(2, 1, 1)),
-               raster.Polygons(square.vertices.repeat(2, 1, 1, 1), square.colour.repeat(2, 1, 1))]
+    batched = [
+        raster.Circles(
+            torch.stack([circles.centre, circles.centre + 0.1]),
+            circles.radius.repeat(2, 1),
+            circles.colour.repeat(2, 1, 1),
+        ),
+        raster.Polygons(square.vertices.repeat(2, 1, 1, 1), square.colour.repeat(2, 1, 1)),
+    ]
     images = raster.rasterise(*batched, size=16)
     assert images.shape == (2, 3, 16, 16)
     shifted = raster.Circles(circles.centre + 0.1, circles.radius, circles.colour)
-    torch.testing.assert_close(images, torch.stack([raster.rasterise(circles, square, size=16),
-                                                    raster.rasterise(shifted, square, size=16)]))
+    torch.testing.assert_close(
+        images, torch.stack([raster.rasterise(circles, square, size=16), raster.rasterise(shifted, square, size=16)])
+    )
 
 
 def test_gradients_reach_every_parameter():
@@ -260,8 +294,9 @@ def test_gradients_reach_every_parameter():
     leaves = [circles.centre, circles.radius, circles.colour, square.vertices, square.colour]
     for leaf in leaves:
         leaf.requires_grad_()
-    fn = lambda c, r, cc, v, vc: raster.rasterise(raster.Circles(c, r, cc), raster.Polygons(v, vc), size=12,
-                                                  softness=1.0)
+    fn = lambda c, r, cc, v, vc: raster.rasterise(
+        raster.Circles(c, r, cc), raster.Polygons(v, vc), size=12, softness=1.0
+    )
     weights = torch.randn(3, 12, 12, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     (fn(*leaves) * weights).sum().backward()
     for leaf in leaves:
@@ -282,20 +317,23 @@ def test_to_svg_parses_and_has_one_element_per_primitive():
     assert len(drawn[2].get("points").split()) == 4
 
 
-@pytest.mark.parametrize("call,match", [
-    (lambda c, s: raster.rasterise(), "at least one layer"),
-    (lambda c, s: raster.rasterise(c.centre), "Circles or Polygons"),
-    (lambda c, s: raster.rasterise(raster.Circles(c.centre, c.radius[:1], c.colour)), "mismatched"),
-    (lambda c, s: raster.rasterise(raster.Circles(c.centre[:, :1], c.radius, c.colour)), "mismatched"),
-    (lambda c, s: raster.rasterise(raster.Polygons(s.vertices[:, :2], s.colour)), "V >= 3"),
-    (lambda c, s: raster.rasterise(raster.Circles(c.centre.long(), c.radius, c.colour)), "float tensor"),
-    (lambda c, s: raster.rasterise(c, raster.Polygons(s.vertices[None], s.colour[None])), "batch shape"),
-    (lambda c, s: raster.rasterise(c, softness=0.0), "softness"),
-    (lambda c, s: raster.rasterise(c, size=0), "size"),
-    (lambda c, s: raster.rasterise(c, background=-3.0), "background"),
-    (lambda c, s: raster.to_svg(raster.Circles(c.centre[None], c.radius[None], c.colour[None])), "one image"),
-    (lambda c, s: raster.to_svg(raster.Circles(c.centre, c.radius, 2 * c.colour)), "tanh"),
-])
+@pytest.mark.parametrize(
+    "call,match",
+    [
+        (lambda c, s: raster.rasterise(), "at least one layer"),
+        (lambda c, s: raster.rasterise(c.centre), "Circles or Polygons"),
+        (lambda c, s: raster.rasterise(raster.Circles(c.centre, c.radius[:1], c.colour)), "mismatched"),
+        (lambda c, s: raster.rasterise(raster.Circles(c.centre[:, :1], c.radius, c.colour)), "mismatched"),
+        (lambda c, s: raster.rasterise(raster.Polygons(s.vertices[:, :2], s.colour)), "V >= 3"),
+        (lambda c, s: raster.rasterise(raster.Circles(c.centre.long(), c.radius, c.colour)), "float tensor"),
+        (lambda c, s: raster.rasterise(c, raster.Polygons(s.vertices[None], s.colour[None])), "batch shape"),
+        (lambda c, s: raster.rasterise(c, softness=0.0), "softness"),
+        (lambda c, s: raster.rasterise(c, size=0), "size"),
+        (lambda c, s: raster.rasterise(c, background=-3.0), "background"),
+        (lambda c, s: raster.to_svg(raster.Circles(c.centre[None], c.radius[None], c.colour[None])), "one image"),
+        (lambda c, s: raster.to_svg(raster.Circles(c.centre, c.radius, 2 * c.colour)), "tanh"),
+    ],
+)
 def test_rasteriser_bad_input_raises_a_helpful_value_error(call, match):
     with pytest.raises(ValueError, match=match):
         call(*_scene())

@@ -42,8 +42,9 @@ class TinyDenoiser(nn.Module):
 
     def __init__(self, width: int = WIDTH):
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(3, width), nn.SiLU(), nn.Linear(width, width), nn.SiLU(),
-                                 nn.Linear(width, 2))
+        self.net = nn.Sequential(
+            nn.Linear(3, width), nn.SiLU(), nn.Linear(width, width), nn.SiLU(), nn.Linear(width, 2)
+        )
 
     def forward(self, xt, t):
         return self.net(torch.cat([xt, t[:, None].float() / T], 1))
@@ -67,16 +68,34 @@ def tiny_recipe(directory: Path, *, accumulation: int = 1, name: str = "tiny"):
     trained weights and the last step's gradients (``<name>_model.safetensors``, not a checkpoint). Returns the
     ``TrainResult``."""
     torch.manual_seed(SEED)
-    result = train(TinyDenoiser(), loss_fn, tiny_data(SEED + 1), steps=STEPS, batch_size=BATCH, lr=3e-3,
-                   ema_decay=0.9, gradient_accumulation_steps=accumulation, seed=SEED, device="cpu", progress=False)
+    result = train(
+        TinyDenoiser(),
+        loss_fn,
+        tiny_data(SEED + 1),
+        steps=STEPS,
+        batch_size=BATCH,
+        lr=3e-3,
+        ema_decay=0.9,
+        gradient_accumulation_steps=accumulation,
+        seed=SEED,
+        device="cpu",
+        progress=False,
+    )
     if result.is_main_process:
         directory.mkdir(parents=True, exist_ok=True)
         grads = {f"grad.{k}": p.grad for k, p in result.model.named_parameters()}
         save_file({**result.model.state_dict(), **grads}, str(directory / f"{name}_model.safetensors"))
-        save_checkpoint(name, result.ema_model, model_kind="tiny_denoiser", config={"width": WIDTH},
-                        recipe="tests/test_scale_out.py", steps=STEPS, wall_time_s=result.wall_time_s,
-                        metrics={"losses": result.losses, "num_processes": result.num_processes},
-                        directory=directory)
+        save_checkpoint(
+            name,
+            result.ema_model,
+            model_kind="tiny_denoiser",
+            config={"width": WIDTH},
+            recipe="tests/test_scale_out.py",
+            steps=STEPS,
+            wall_time_s=result.wall_time_s,
+            metrics={"losses": result.losses, "num_processes": result.num_processes},
+            directory=directory,
+        )
     return result
 
 
@@ -86,8 +105,10 @@ def tiny_recipe(directory: Path, *, accumulation: int = 1, name: str = "tiny"):
 def test_shards_of_all_processes_and_micro_steps_are_the_one_process_batch():
     x = torch.arange(48)
     whole = tensor_batches((x,), 12, torch.Generator().manual_seed(0))
-    shards = [tensor_batches((x,), 12, torch.Generator().manual_seed(0), num_processes=2, process_index=r,
-                             micro_batches=3) for r in range(2)]
+    shards = [
+        tensor_batches((x,), 12, torch.Generator().manual_seed(0), num_processes=2, process_index=r, micro_batches=3)
+        for r in range(2)
+    ]
     for _ in range(6):  # 1.5 epochs
         batch = next(whole)[0]  # micro-step j of process r holds rows (2 j + r) * 2 ... (2 j + r) * 2 + 1
         micro = [[next(shards[r])[0] for r in range(2)] for _ in range(3)]
@@ -101,8 +122,16 @@ def test_batch_size_must_split_over_processes_and_accumulation_steps():
     with pytest.raises(ValueError, match="process_index"):
         next(tensor_batches((torch.arange(64),), 32, torch.Generator(), num_processes=2, process_index=2))
     with pytest.raises(ValueError, match="gradient_accumulation_steps"):
-        train(nn.Linear(2, 2), lambda m, b: m(b[0]).sum(), (torch.randn(8, 2),), steps=1, batch_size=4,
-              gradient_accumulation_steps=0, device="cpu", progress=False)
+        train(
+            nn.Linear(2, 2),
+            lambda m, b: m(b[0]).sum(),
+            (torch.randn(8, 2),),
+            steps=1,
+            batch_size=4,
+            gradient_accumulation_steps=0,
+            device="cpu",
+            progress=False,
+        )
 
 
 def test_accumulation_in_one_process_equals_the_whole_batch(tmp_path):
@@ -115,14 +144,26 @@ def test_accumulation_in_one_process_equals_the_whole_batch(tmp_path):
 
 
 def test_process_seeds_and_checkpoint_writes_follow_the_rank(monkeypatch, tmp_path):
-    torch.testing.assert_close(torch.randn(3, generator=process_generator(5)),
-                               torch.randn(3, generator=torch.Generator().manual_seed(5)))
+    torch.testing.assert_close(
+        torch.randn(3, generator=process_generator(5)), torch.randn(3, generator=torch.Generator().manual_seed(5))
+    )
     monkeypatch.setenv("RANK", "1")
-    torch.testing.assert_close(torch.randn(3, generator=process_generator(5)),
-                               torch.randn(3, generator=torch.Generator().manual_seed(5 + PROCESS_SEED_STRIDE)))
+    torch.testing.assert_close(
+        torch.randn(3, generator=process_generator(5)),
+        torch.randn(3, generator=torch.Generator().manual_seed(5 + PROCESS_SEED_STRIDE)),
+    )
     with pytest.warns(UserWarning, match="only process 0 writes"):
-        save_checkpoint("x", nn.Linear(2, 2), model_kind="linear", config={}, recipe="-", steps=0, wall_time_s=0,
-                        metrics={}, directory=tmp_path)
+        save_checkpoint(
+            "x",
+            nn.Linear(2, 2),
+            model_kind="linear",
+            config={},
+            recipe="-",
+            steps=0,
+            wall_time_s=0,
+            metrics={},
+            directory=tmp_path,
+        )
     assert not any(tmp_path.iterdir())
 
 
@@ -141,16 +182,35 @@ def test_two_cpu_processes_train_like_one(tmp_path):
     env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1", "HF_HOME": str(tmp_path / "hf")}
     for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "ACCELERATE_MIXED_PRECISION"):
         env.pop(name, None)
-    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "0",
-               __file__, str(tmp_path / "two")]
+    command = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "--main_process_port",
+        "0",
+        __file__,
+        str(tmp_path / "two"),
+    ]
     start = time.perf_counter()
     run = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     launch_s = time.perf_counter() - start
     assert run.returncode == 0, f"accelerate launch failed:\n{run.stdout[-3000:]}\n{run.stderr[-3000:]}"
     reports = sorted(p.read_text() for p in (tmp_path / "two").glob("*.report"))  # files: stdout lines interleave
-    assert reports == ["process 0 of 2: tiny saved", "process 0 of 2: tiny_accum saved",
-                       "process 1 of 2: tiny skipped saving", "process 1 of 2: tiny_accum skipped saving"], run.stdout
+    assert reports == [
+        "process 0 of 2: tiny saved",
+        "process 0 of 2: tiny_accum saved",
+        "process 1 of 2: tiny skipped saving",
+        "process 1 of 2: tiny_accum skipped saving",
+    ], run.stdout
 
     start = time.perf_counter()
     one = tiny_recipe(tmp_path / "one")
@@ -171,15 +231,25 @@ def test_two_cpu_processes_train_like_one(tmp_path):
                 torch.testing.assert_close(mine[key], theirs[key], atol=1e-5, rtol=1e-4)
         losses = torch.tensor(entry["metrics"]["losses"])
         torch.testing.assert_close(losses, torch.tensor(one.losses), atol=1e-6, rtol=1e-5)
-        gaps[name] = {"max_abs_weight_diff": max((weights[k] - one.model.state_dict()[k]).abs().max().item()
-                                                 for k in weights),
-                      "max_abs_ema_diff": max((ema[k] - one.ema_model.state_dict()[k]).abs().max().item() for k in ema),
-                      "max_abs_grad_diff": max((grads[k] - ref_grads[k]).abs().max().item() for k in grads),
-                      "max_abs_grad": max(g.abs().max().item() for g in ref_grads.values()),
-                      "max_abs_loss_diff": (losses - torch.tensor(one.losses)).abs().max().item(),
-                      "train_wall_s_two_processes": entry["wall_time_s"]}
-    print(json.dumps({"launch_wall_s": round(launch_s, 1), "one_process_recipe_s": round(one_s, 2),
-                      "train_wall_s_one_process": round(one.wall_time_s, 2), **gaps}, indent=1))
+        gaps[name] = {
+            "max_abs_weight_diff": max((weights[k] - one.model.state_dict()[k]).abs().max().item() for k in weights),
+            "max_abs_ema_diff": max((ema[k] - one.ema_model.state_dict()[k]).abs().max().item() for k in ema),
+            "max_abs_grad_diff": max((grads[k] - ref_grads[k]).abs().max().item() for k in grads),
+            "max_abs_grad": max(g.abs().max().item() for g in ref_grads.values()),
+            "max_abs_loss_diff": (losses - torch.tensor(one.losses)).abs().max().item(),
+            "train_wall_s_two_processes": entry["wall_time_s"],
+        }
+    print(
+        json.dumps(
+            {
+                "launch_wall_s": round(launch_s, 1),
+                "one_process_recipe_s": round(one_s, 2),
+                "train_wall_s_one_process": round(one.wall_time_s, 2),
+                **gaps,
+            },
+            indent=1,
+        )
+    )
 
 
 if __name__ == "__main__":  # what each launched process runs: python tests/test_scale_out.py OUT_DIR
@@ -191,4 +261,5 @@ if __name__ == "__main__":  # what each launched process runs: python tests/test
         result = tiny_recipe(out, accumulation=accumulation, name=name)
         (out / f"{name}.{process_index()}.report").write_text(
             f"process {process_index()} of {result.num_processes}: {name} "
-            f"{'saved' if result.is_main_process else 'skipped saving'}")
+            f"{'saved' if result.is_main_process else 'skipped saving'}"
+        )

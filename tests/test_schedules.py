@@ -33,8 +33,9 @@ def test_posterior_identities(name):
     assert (s.posterior_variance <= s.betas + 1e-15).all()
     # The posterior mean coefficients reproduce x_{t-1} exactly when x_t is noise-free data scaled by sqrt(alpha):
     # coef1 * sqrt(ab_t) ... the identity used is coef1 + coef2 * sqrt(ab_t) = sqrt(ab_{t-1}) (means of q).
-    torch.testing.assert_close(s.posterior_mean_coef1 + s.posterior_mean_coef2 * s.sqrt_alpha_bar,
-                               s.alpha_bar_prev.sqrt())
+    torch.testing.assert_close(
+        s.posterior_mean_coef1 + s.posterior_mean_coef2 * s.sqrt_alpha_bar, s.alpha_bar_prev.sqrt()
+    )
     # Finite log-variance everywhere, equal to log(beta_tilde) for t >= 1.
     assert torch.isfinite(s.posterior_log_variance_clipped).all()
     torch.testing.assert_close(s.posterior_log_variance_clipped[1:], s.posterior_variance[1:].log())
@@ -49,8 +50,11 @@ def test_cosine_follows_alpha_bar_function():
 
 
 # The table in the SFU lab (seed 004): SNR(T) and sqrt(alpha_bar_T) at T = 1000.
-SEED_TABLE = {"linear": (4.035993e-05, 0.006353), "cosine": (2.428735e-09, 4.928220e-05),
-              "scaled_linear": (0.004682, 0.068265)}
+SEED_TABLE = {
+    "linear": (4.035993e-05, 0.006353),
+    "cosine": (2.428735e-09, 4.928220e-05),
+    "scaled_linear": (0.004682, 0.068265),
+}
 
 
 @pytest.mark.parametrize("name", SEED_TABLE)

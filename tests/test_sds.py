@@ -11,8 +11,16 @@ import torch
 from course_lib import text_to_image as t2i
 from course_lib.clip import tiny_clip_config
 from course_lib.latent import tiny_autoencoder
-from course_lib.sds import (T_RANGE, check_guidance_scale, diffusion_loss_gradient, sample_timesteps,
-                            score_distillation, sds_gradient, sds_surrogate, sds_weight)
+from course_lib.sds import (
+    T_RANGE,
+    check_guidance_scale,
+    diffusion_loss_gradient,
+    sample_timesteps,
+    score_distillation,
+    sds_gradient,
+    sds_surrogate,
+    sds_weight,
+)
 from course_lib.text import load_tokenizer
 
 ALPHAS_CUMPROD = t2i.make_scheduler("ddpm").alphas_cumprod  # Stable Diffusion's schedule, T = 1000
@@ -20,9 +28,11 @@ ALPHAS_CUMPROD = t2i.make_scheduler("ddpm").alphas_cumprod  # Stable Diffusion's
 
 def gaussian_eps(mu: torch.Tensor, s: float):
     """The exact eps-model of data N(mu, s^2 I): E[eps | z_t] = sigma_t (z_t - sqrt(ab) mu) / (ab s^2 + sigma_t^2)."""
+
     def eps(z_t, t):
         ab = ALPHAS_CUMPROD.to(z_t)[t].view(-1, *([1] * (z_t.ndim - 1)))
-        return (1 - ab).sqrt() * (z_t - ab.sqrt() * mu) / (ab * s ** 2 + 1 - ab)
+        return (1 - ab).sqrt() * (z_t - ab.sqrt() * mu) / (ab * s**2 + 1 - ab)
+
     return eps
 
 
@@ -40,10 +50,9 @@ def test_expected_gradient_of_a_gaussian_matches_its_closed_form():
     mu, s, t = torch.tensor([0.5, -1.0]), 0.3, 400
     x = torch.tensor([[2.0, 1.0]]).expand(40000, 2)
     tt = torch.full((len(x),), t)
-    g = sds_gradient(gaussian_eps(mu, s), x, ALPHAS_CUMPROD, t=tt,
-                     generator=torch.Generator().manual_seed(0))
+    g = sds_gradient(gaussian_eps(mu, s), x, ALPHAS_CUMPROD, t=tt, generator=torch.Generator().manual_seed(0))
     ab = ALPHAS_CUMPROD[t]
-    expected = sds_weight(ab) * (1 - ab).sqrt() * ab.sqrt() * (x[0] - mu) / (ab * s ** 2 + 1 - ab)
+    expected = sds_weight(ab) * (1 - ab).sqrt() * ab.sqrt() * (x[0] - mu) / (ab * s**2 + 1 - ab)
     torch.testing.assert_close(g.mean(0), expected, atol=4 * g.std(0).max().item() / math.sqrt(len(x)), rtol=0)
 
 
@@ -103,16 +112,28 @@ def pipe():
     torch.manual_seed(0)
     tokenizer = load_tokenizer()
     clip = CLIPModel(tiny_clip_config(tokenizer)).eval()
-    return t2i.build_pipeline(tiny_autoencoder(scaling_factor=0.9).eval(), t2i.text_encoder_from_clip(clip),
-                              tokenizer, t2i.tiny_unet().eval(), t2i.make_scheduler("ddim"))
+    return t2i.build_pipeline(
+        tiny_autoencoder(scaling_factor=0.9).eval(),
+        t2i.text_encoder_from_clip(clip),
+        tokenizer,
+        t2i.tiny_unet().eval(),
+        t2i.make_scheduler("ddim"),
+    )
 
 
 def test_distillation_moves_the_renderer_and_never_the_model(pipe):
     before = {name: p.detach().clone() for name, p in pipe.unet.named_parameters()}
     pixels = torch.zeros(2, 3, 32, 32, requires_grad=True)
-    result = score_distillation(pipe, lambda step: (pixels.tanh(), ["a red circle", "a blue square"]), [pixels],
-                                steps=3, lr=0.05, guidance_scale=100.0, generator=torch.Generator().manual_seed(0),
-                                progress=False)
+    result = score_distillation(
+        pipe,
+        lambda step: (pixels.tanh(), ["a red circle", "a blue square"]),
+        [pixels],
+        steps=3,
+        lr=0.05,
+        guidance_scale=100.0,
+        generator=torch.Generator().manual_seed(0),
+        progress=False,
+    )
     assert pixels.detach().abs().sum() > 0 and len(result.grad_norms) == 3
     assert result.images.shape == (2, 3, 32, 32)
     for module in (pipe.unet, pipe.vae, pipe.text_encoder):

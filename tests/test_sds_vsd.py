@@ -29,7 +29,7 @@ def test_one_particle_makes_vsd_exactly_sds():
     z, noise = torch.randn(1, 2, dtype=torch.float64).expand(5, 2), torch.randn(5, 2, dtype=torch.float64)
     target = target_eps(torch.tensor([[1.0, 0.0], [-1.0, 0.5]]), 0.3)
     for row in range(5):  # each row is one particle with its own t
-        zi, ti, ni = z[row:row + 1], T[row:row + 1], noise[row:row + 1]
+        zi, ti, ni = z[row : row + 1], T[row : row + 1], noise[row : row + 1]
         vsd = vsd_gradient(target, particles_eps(zi, AB), zi, AB, t=ti, noise=ni)
         torch.testing.assert_close(vsd, sds_gradient(target, zi, AB, t=ti, noise=ni), rtol=1e-9, atol=1e-9)
 
@@ -50,8 +50,9 @@ def test_particles_eps_agrees_with_the_noised_mixture_and_takes_any_shape():
     torch.testing.assert_close(particles_eps(particles, AB)(z_t, T), target_eps(particles, 0.0)(z_t, T))
     images = torch.randn(3, 2, 4, 4, dtype=torch.float64)  # particles of any shape: flattened inside
     flat = particles_eps(images.flatten(1), AB)(torch.ones(2, 32, dtype=torch.float64), T[:2])
-    assert torch.allclose(particles_eps(images, AB)(torch.ones(2, 2, 4, 4, dtype=torch.float64), T[:2]).flatten(1),
-                          flat)
+    assert torch.allclose(
+        particles_eps(images, AB)(torch.ones(2, 2, 4, 4, dtype=torch.float64), T[:2]).flatten(1), flat
+    )
 
 
 def test_the_extra_term_pushes_a_particle_away_from_the_particles_posterior_mean():
@@ -62,11 +63,13 @@ def test_the_extra_term_pushes_a_particle_away_from_the_particles_posterior_mean
     t, noise = torch.tensor([300, 300]), torch.randn(2, 2, dtype=torch.float64)
     ab = AB[t][:, None]
     z_t = ab.sqrt() * particles + (1 - ab).sqrt() * noise
-    weights = torch.softmax(-((z_t[:, None] - ab.sqrt()[:, :, None] * particles[None]) ** 2).sum(-1)
-                            / (2 * (1 - ab)), dim=1)
+    weights = torch.softmax(
+        -((z_t[:, None] - ab.sqrt()[:, :, None] * particles[None]) ** 2).sum(-1) / (2 * (1 - ab)), dim=1
+    )
     x_hat = weights @ particles
-    difference = vsd_gradient(target, particles_eps(particles, AB), particles, AB, t=t, noise=noise) \
-        - sds_gradient(target, particles, AB, t=t, noise=noise)
+    difference = vsd_gradient(target, particles_eps(particles, AB), particles, AB, t=t, noise=noise) - sds_gradient(
+        target, particles, AB, t=t, noise=noise
+    )
     torch.testing.assert_close(difference, -sds_weight(ab) * ab.sqrt() * (particles - x_hat) / (1 - ab).sqrt())
     assert (difference[:, 0] * (particles[:, 0] - x_hat[:, 0]) < 0).all()  # descent moves them apart
 

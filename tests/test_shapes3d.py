@@ -46,7 +46,7 @@ def test_images_are_renders_of_their_fields_and_the_first_rows_do_not_depend_on_
     assert torch.equal(more.images[:24], small.images) and more.captions[:24] == small.captions
     i = 5
     field = shapes3d.shape_field(shapes3d.SHAPES3D[small.shape[i]], data.COLOURS[small.colour[i]], resolution=16)
-    again = render.render_views(field, small.azimuth[i:i + 1], small.elevation[i:i + 1], size=16, num_samples=24)
+    again = render.render_views(field, small.azimuth[i : i + 1], small.elevation[i : i + 1], size=16, num_samples=24)
     torch.testing.assert_close(again[0].clamp(-1, 1), small.images[i])
 
 
@@ -69,15 +69,18 @@ def test_signed_distances_have_the_right_sign(shape):
     assert (sdf[:2] < 0).all() and (sdf[2:] > 0).all()
 
 
-@pytest.mark.parametrize("call,match", [
-    (lambda: shapes3d.shapes3d(0), "n must be"),
-    (lambda: shapes3d.shapes3d(4, size=4), "size"),
-    (lambda: shapes3d.shapes3d(4, elevation_range=(10.0, 0.0)), "elevation_range"),
-    (lambda: shapes3d.shape_field("torus", "red"), "shape"),
-    (lambda: shapes3d.shape_field("cube", "pink"), "colour"),
-    (lambda: shapes3d.parse_caption3d("a red cube, diagonal view"), "cannot parse"),
-    (lambda: shapes3d.parse_caption3d("a large red cube at the center"), "cannot parse"),
-])
+@pytest.mark.parametrize(
+    "call,match",
+    [
+        (lambda: shapes3d.shapes3d(0), "n must be"),
+        (lambda: shapes3d.shapes3d(4, size=4), "size"),
+        (lambda: shapes3d.shapes3d(4, elevation_range=(10.0, 0.0)), "elevation_range"),
+        (lambda: shapes3d.shape_field("torus", "red"), "shape"),
+        (lambda: shapes3d.shape_field("cube", "pink"), "colour"),
+        (lambda: shapes3d.parse_caption3d("a red cube, diagonal view"), "cannot parse"),
+        (lambda: shapes3d.parse_caption3d("a large red cube at the center"), "cannot parse"),
+    ],
+)
 def test_bad_input_raises_a_helpful_value_error(call, match):
     with pytest.raises(ValueError, match=match):
         call()

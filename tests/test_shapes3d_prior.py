@@ -33,8 +33,9 @@ def test_the_generalised_judge_is_the_shipped_2d_judge():
     for name in ATTRIBUTES:
         expected = F.linear(features, state[f"heads.{name}.weight"], state[f"heads.{name}.bias"])
         torch.testing.assert_close(logits[name], expected)
-    captions = [caption(SHAPES.index(s), COLOURS.index(c), SIZES.index(z), POSITIONS.index(p))
-                for s, c, z, p in prompts]
+    captions = [
+        caption(SHAPES.index(s), COLOURS.index(c), SIZES.index(z), POSITIONS.index(p)) for s, c, z, p in prompts
+    ]
     assert adherence(judge, images, captions)["all"] >= 0.97
 
 
@@ -88,6 +89,11 @@ def test_the_3d_recipes_run_end_to_end_resume_and_verify(tmp_path):
     assert manifest["recipe"] == "python -m course_lib.train tiny_sd3d" and manifest["steps"] == 2
     assert all((out / "tiny_sd3d" / f).stat().st_size <= 5 * 2**20 for f in manifest["files"])
     pipe = load_pipeline(out / "tiny_sd3d", scheduler="ddim")
-    image = generate(pipe, ["a red cube, front view"], guidance_scale=2.0, num_inference_steps=2,
-                     generator=torch.Generator().manual_seed(0))
+    image = generate(
+        pipe,
+        ["a red cube, front view"],
+        guidance_scale=2.0,
+        num_inference_steps=2,
+        generator=torch.Generator().manual_seed(0),
+    )
     assert image.shape == (1, 3, 32, 32)

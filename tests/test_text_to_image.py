@@ -39,10 +39,12 @@ def pipe():
 @pytest.mark.parametrize("kind", ["ddpm", "ddim", "euler"])
 def test_opened_loop_returns_the_pipelines_images(pipe, kind):
     pipe.scheduler = t2i.make_scheduler(kind)
-    ours = t2i.generate(pipe, PROMPTS, guidance_scale=4.0, num_inference_steps=8,
-                        generator=torch.Generator().manual_seed(3))
-    theirs = pipe(PROMPTS, guidance_scale=4.0, num_inference_steps=8, generator=torch.Generator().manual_seed(3),
-                  output_type="pt").images
+    ours = t2i.generate(
+        pipe, PROMPTS, guidance_scale=4.0, num_inference_steps=8, generator=torch.Generator().manual_seed(3)
+    )
+    theirs = pipe(
+        PROMPTS, guidance_scale=4.0, num_inference_steps=8, generator=torch.Generator().manual_seed(3), output_type="pt"
+    ).images
     torch.testing.assert_close(ours, theirs * 2 - 1, rtol=0, atol=1e-5)
 
 
@@ -50,8 +52,14 @@ def test_negative_prompts_replace_the_empty_prompt_as_in_diffusers(pipe):
     pipe.scheduler = t2i.make_scheduler("ddim")
     negative = ["a small green star at the bottom right"] * 2
     ours = t2i.generate(pipe, PROMPTS, 3.0, 6, negative_prompts=negative, generator=torch.Generator().manual_seed(1))
-    theirs = pipe(PROMPTS, guidance_scale=3.0, num_inference_steps=6, negative_prompt=negative,
-                  generator=torch.Generator().manual_seed(1), output_type="pt").images
+    theirs = pipe(
+        PROMPTS,
+        guidance_scale=3.0,
+        num_inference_steps=6,
+        negative_prompt=negative,
+        generator=torch.Generator().manual_seed(1),
+        output_type="pt",
+    ).images
     torch.testing.assert_close(ours, theirs * 2 - 1, rtol=0, atol=1e-5)
     plain = t2i.generate(pipe, PROMPTS, 3.0, 6, generator=torch.Generator().manual_seed(1))
     assert (plain - ours).abs().max() > 1e-3  # the negative prompt does change the result
@@ -122,8 +130,9 @@ def test_loss_drops_the_condition_with_probability_p_uncond():
 
     null, cond = torch.zeros(16, 64), torch.ones(4000, 16, 64)
     ab = t2i.make_scheduler().alphas_cumprod
-    loss = t2i.latent_diffusion_loss_fn(ab, null, 0.2, torch.Generator().manual_seed(0))(Probe(), (torch.zeros(
-        4000, 4, 2, 2), cond))
+    loss = t2i.latent_diffusion_loss_fn(ab, null, 0.2, torch.Generator().manual_seed(0))(
+        Probe(), (torch.zeros(4000, 4, 2, 2), cond)
+    )
     dropped = (seen[0][:, 0, 0] == 0).float().mean().item()
     assert abs(dropped - 0.2) < 0.03
     assert torch.isclose(loss, torch.tensor(1.0), atol=0.05)  # predicting 0 for unit noise: MSE ~ 1
@@ -155,7 +164,8 @@ def test_held_out_split():
     assert 25 <= len(held_out) <= 35  # one in ten of 5 x 6 x 2 x 5 = 300
     for name, values in ATTRIBUTES.items():  # every value of every attribute still appears in training
         assert {parse_caption(c)[name] for c in kept} == set(range(len(values))) - (
-            {SHAPES.index(t2i.HELD_OUT_SHAPE)} if name == "shape" else set())
+            {SHAPES.index(t2i.HELD_OUT_SHAPE)} if name == "shape" else set()
+        )
 
 
 def test_save_load_round_trip_and_the_sha_check(pipe, tmp_path):
@@ -220,8 +230,15 @@ def test_sdedit_returns_the_img2img_pipelines_images(pipe, kind):
     img2img.set_progress_bar_config(disable=True)
     images = render_captions(PROMPTS, seed=0)
     ours = t2i.sdedit(pipe, images, PROMPTS, 0.6, 3.0, 10, generator=torch.Generator().manual_seed(4))
-    theirs = img2img(PROMPTS, image=(images + 1) / 2, strength=0.6, guidance_scale=3.0, num_inference_steps=10,
-                     generator=torch.Generator().manual_seed(4), output_type="pt").images
+    theirs = img2img(
+        PROMPTS,
+        image=(images + 1) / 2,
+        strength=0.6,
+        guidance_scale=3.0,
+        num_inference_steps=10,
+        generator=torch.Generator().manual_seed(4),
+        output_type="pt",
+    ).images
     torch.testing.assert_close(ours, theirs * 2 - 1, rtol=0, atol=1e-4)
 
 

@@ -97,19 +97,24 @@ def test_page_one_writes_out_the_same_class():
         for (k1, v1), (k2, v2) in zip(page.state_dict().items(), library.state_dict().items()):
             assert k1 == k2 and torch.equal(v1, v2), k1  # same parameters, created in the same order
         x = _data()
-        for a, b in zip(page.neg_elbo_terms(x, torch.Generator().manual_seed(3)),
-                        library.neg_elbo_terms(x, torch.Generator().manual_seed(3))):
+        for a, b in zip(
+            page.neg_elbo_terms(x, torch.Generator().manual_seed(3)),
+            library.neg_elbo_terms(x, torch.Generator().manual_seed(3)),
+        ):
             torch.testing.assert_close(a, b)
 
 
-@pytest.mark.parametrize("call,match", [
-    (lambda: mlp(0, 3), "n_in"),
-    (lambda: TinyVAE(D, likelihood="poisson"), "likelihood"),
-    (lambda: TinyVAE(D).log_px_given_z(_data(4), torch.zeros(3, 2)), "expected x"),
-    (lambda: TinyVAE(D).log_px_given_z(_data(4), torch.zeros(4, 3)), "expected x"),
-    (lambda: TinyVAE(D).log_px_given_z(_data(4).long(), torch.zeros(4, 2)), "floating-point"),
-    (lambda: fit(TinyVAE(D), lambda xb, g: xb.sum(), _data(), -1), "steps"),
-])
+@pytest.mark.parametrize(
+    "call,match",
+    [
+        (lambda: mlp(0, 3), "n_in"),
+        (lambda: TinyVAE(D, likelihood="poisson"), "likelihood"),
+        (lambda: TinyVAE(D).log_px_given_z(_data(4), torch.zeros(3, 2)), "expected x"),
+        (lambda: TinyVAE(D).log_px_given_z(_data(4), torch.zeros(4, 3)), "expected x"),
+        (lambda: TinyVAE(D).log_px_given_z(_data(4).long(), torch.zeros(4, 2)), "floating-point"),
+        (lambda: fit(TinyVAE(D), lambda xb, g: xb.sum(), _data(), -1), "steps"),
+    ],
+)
 def test_bad_inputs_raise(call, match):
     with pytest.raises(ValueError, match=match):
         call()

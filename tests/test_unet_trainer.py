@@ -34,11 +34,14 @@ def test_timestep_embedding_rejects_odd_dims(bad):
         timestep_embedding(torch.arange(3), bad)
 
 
-@pytest.mark.parametrize("config,shape", [
-    (UNetConfig(), (2, 1, 16, 16)),
-    (UNetConfig(in_channels=3, base_channels=16, channel_mults=(1, 2), attention_levels=(1,)), (3, 3, 32, 32)),
-    (UNetConfig(num_res_blocks=2, channel_mults=(1, 2, 2, 2), attention_levels=(3,)), (1, 1, 16, 16)),
-])
+@pytest.mark.parametrize(
+    "config,shape",
+    [
+        (UNetConfig(), (2, 1, 16, 16)),
+        (UNetConfig(in_channels=3, base_channels=16, channel_mults=(1, 2), attention_levels=(1,)), (3, 3, 32, 32)),
+        (UNetConfig(num_res_blocks=2, channel_mults=(1, 2, 2, 2), attention_levels=(3,)), (1, 1, 16, 16)),
+    ],
+)
 def test_unet_output_shape_and_starts_at_zero(config, shape):
     model = UNet(config)
     out = model(torch.randn(shape), torch.randint(0, 1000, (shape[0],)))
@@ -105,8 +108,16 @@ def test_train_reduces_diffusion_loss_on_toy_data_and_is_seeded():
 
     def run():
         torch.manual_seed(1)
-        return train(MLP(), diffusion_loss_fn(sched, torch.Generator().manual_seed(2)), data, steps=300,
-                     batch_size=64, lr=3e-3, device="cpu", progress=False)
+        return train(
+            MLP(),
+            diffusion_loss_fn(sched, torch.Generator().manual_seed(2)),
+            data,
+            steps=300,
+            batch_size=64,
+            lr=3e-3,
+            device="cpu",
+            progress=False,
+        )
 
     r1, r2 = run(), run()
     assert r1.losses == r2.losses, "same seed, same losses"
@@ -117,5 +128,12 @@ def test_train_reduces_diffusion_loss_on_toy_data_and_is_seeded():
 def test_train_stops_on_nan():
     model = nn.Linear(2, 1)
     with pytest.raises(FloatingPointError, match="loss became"):
-        train(model, lambda m, b: m(b[0]).sum() * float("nan"), (torch.randn(8, 2),), steps=2, batch_size=4,
-              device="cpu", progress=False)
+        train(
+            model,
+            lambda m, b: m(b[0]).sum() * float("nan"),
+            (torch.randn(8, 2),),
+            steps=2,
+            batch_size=4,
+            device="cpu",
+            progress=False,
+        )

@@ -6,8 +6,16 @@ import pytest
 import torch
 
 from course_lib.distributions import gaussian_log_likelihood, quantize, sum_except_batch
-from course_lib.vae import (VAE, DiagonalGaussian, VAEConfig, elbo, elbo_loss_fn, evaluate,
-                            importance_weighted_bound, train_vae)
+from course_lib.vae import (
+    VAE,
+    DiagonalGaussian,
+    VAEConfig,
+    elbo,
+    elbo_loss_fn,
+    evaluate,
+    importance_weighted_bound,
+    train_vae,
+)
 
 
 def _images(n=6, c=1, size=16, seed=0):
@@ -22,12 +30,16 @@ def _tiny(**kwargs):
 
 # --- shapes and configuration ---------------------------------------------------------------------------
 
-@pytest.mark.parametrize("config,latent_shape", [
-    (VAEConfig(channels=(8, 16)), (4, 8, 8)),
-    (VAEConfig(channels=(8, 16, 16), latent_dim=2), (2,)),
-    (VAEConfig(image_size=28, channels=(8, 16, 16), latent_channels=3), (3, 7, 7)),
-    (VAEConfig(in_channels=3, image_size=32, channels=(8, 16, 16), likelihood="gaussian"), (4, 8, 8)),
-])
+
+@pytest.mark.parametrize(
+    "config,latent_shape",
+    [
+        (VAEConfig(channels=(8, 16)), (4, 8, 8)),
+        (VAEConfig(channels=(8, 16, 16), latent_dim=2), (2,)),
+        (VAEConfig(image_size=28, channels=(8, 16, 16), latent_channels=3), (3, 7, 7)),
+        (VAEConfig(in_channels=3, image_size=32, channels=(8, 16, 16), likelihood="gaussian"), (4, 8, 8)),
+    ],
+)
 def test_shapes(config, latent_shape):
     model = VAE(config)
     x = _images(3, config.in_channels, config.image_size)
@@ -58,6 +70,7 @@ def test_config_round_trips_through_a_dict():
 
 # --- the posterior agrees with diffusers' DiagonalGaussianDistribution ---------------------------------
 
+
 def test_diagonal_gaussian_agrees_with_diffusers():
     pytest.importorskip("diffusers")
     from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
@@ -67,8 +80,9 @@ def test_diagonal_gaussian_agrees_with_diffusers():
     ours, theirs = DiagonalGaussian(params), DiagonalGaussianDistribution(params)
     other, other_theirs = DiagonalGaussian(other_params), DiagonalGaussianDistribution(other_params)
     assert torch.equal(ours.mode(), theirs.mode())
-    torch.testing.assert_close(ours.sample(torch.Generator().manual_seed(5)),
-                               theirs.sample(torch.Generator().manual_seed(5)))
+    torch.testing.assert_close(
+        ours.sample(torch.Generator().manual_seed(5)), theirs.sample(torch.Generator().manual_seed(5))
+    )
     torch.testing.assert_close(ours.kl(), theirs.kl())
     torch.testing.assert_close(ours.kl(other), theirs.kl(other_theirs))
     z = torch.randn(2, 4, 4, 4, generator=g)
@@ -85,9 +99,16 @@ def test_same_code_runs_on_diffusers_autoencoder_kl():
         latents = vae.encode(x).latent_dist.sample(generator=generator) * vae.config.scaling_factor
         return vae.decode(latents / vae.config.scaling_factor).sample
 
-    theirs = AutoencoderKL(in_channels=1, out_channels=1, block_out_channels=(8, 16),
-                           down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
-                           latent_channels=4, norm_num_groups=8, sample_size=16)
+    theirs = AutoencoderKL(
+        in_channels=1,
+        out_channels=1,
+        block_out_channels=(8, 16),
+        down_block_types=("DownEncoderBlock2D",) * 2,
+        up_block_types=("UpDecoderBlock2D",) * 2,
+        latent_channels=4,
+        norm_num_groups=8,
+        sample_size=16,
+    )
     x = _images(2)
     for vae in (_tiny(), theirs):
         assert reconstruct(vae, x, torch.Generator().manual_seed(0)).shape == x.shape
@@ -95,6 +116,7 @@ def test_same_code_runs_on_diffusers_autoencoder_kl():
 
 
 # --- the ELBO ---------------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("likelihood", ["discretized_gaussian", "gaussian", "bernoulli"])
 def test_elbo_terms(likelihood):
@@ -165,6 +187,7 @@ def test_train_vae_records_both_terms_and_returns_an_ema_model():
 
 
 # --- the shipped checkpoints ------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("name", ["vae_digits", "vae_digits_2d", "vae_digits_ldm"])
 def test_shipped_checkpoints_load_and_scaling_factor_gives_unit_variance(name):

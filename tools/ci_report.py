@@ -52,9 +52,11 @@ def project(phases: dict[str, float]) -> list[str]:
         for phase in ("notebooks", "site", "site-test"):
             if phase in phases:
                 projected[phase] = phases[phase] * growth
-        lines.append(f"notebooks: {n_now} in {len(chapters)} chapters, mean {mean_s:.0f} s each (quick profile); "
-                     f"+{new:.0f} notebooks at {HEAVIER:g}x for chapters {len(chapters) + 1}-{TARGET_CHAPTERS}: "
-                     f"x{growth:.2f} on notebooks, site and site-test")
+        lines.append(
+            f"notebooks: {n_now} in {len(chapters)} chapters, mean {mean_s:.0f} s each (quick profile); "
+            f"+{new:.0f} notebooks at {HEAVIER:g}x for chapters {len(chapters) + 1}-{TARGET_CHAPTERS}: "
+            f"x{growth:.2f} on notebooks, site and site-test"
+        )
     if grading_path.exists() and "test" in phases:
         per_set = defaultdict(float)
         for key, seconds in json.loads(grading_path.read_text()).items():
@@ -62,11 +64,15 @@ def project(phases: dict[str, float]) -> list[str]:
         mean_set = sum(per_set.values()) / len(per_set)
         extra = (TARGET_CHAPTERS - len(per_set)) * mean_set / TEST_WORKERS
         projected["test"] = phases["test"] + max(extra, 0.0)
-        lines.append(f"grading: {len(per_set)} sets, mean {mean_set:.0f} s of grading runs each (quick mode); "
-                     f"+{TARGET_CHAPTERS - len(per_set)} sets on {TEST_WORKERS} workers: +{extra:.0f} s on test")
+        lines.append(
+            f"grading: {len(per_set)} sets, mean {mean_set:.0f} s of grading runs each (quick mode); "
+            f"+{TARGET_CHAPTERS - len(per_set)} sets on {TEST_WORKERS} workers: +{extra:.0f} s on test"
+        )
     total_now, total_8 = sum(phases.values()), sum(projected.values())
-    lines.append(f"total: {total_now:.0f} s now ({total_now / 60:.1f} min); projected to {TARGET_CHAPTERS} chapters: "
-                 f"{total_8:.0f} s ({total_8 / 60:.1f} min)")
+    lines.append(
+        f"total: {total_now:.0f} s now ({total_now / 60:.1f} min); projected to {TARGET_CHAPTERS} chapters: "
+        f"{total_8:.0f} s ({total_8 / 60:.1f} min)"
+    )
     return lines
 
 

@@ -40,7 +40,7 @@ TORCH = "torch==2.14.1"  # Colab's torch at the time of writing; the package its
 EXTRAS = "chapters,grading"
 NOTEBOOK_TIMEOUT_S = 600
 
-_RUNNER = r'''
+_RUNNER = r"""
 import json, os, sys, time, traceback
 import nbformat
 from nbclient import NotebookClient
@@ -54,7 +54,7 @@ try:
 except Exception as e:  # noqa: BLE001 -- reported
     error = "".join(traceback.format_exception_only(type(e), e))[-3000:]
 print(json.dumps({"seconds": time.perf_counter() - start, "error": error}))
-'''
+"""
 
 
 def _run(cmd: list[str], **kwargs) -> subprocess.CompletedProcess:
@@ -66,8 +66,10 @@ def build_dists(out: Path) -> Path:
     """The sdist and the wheel of this checkout (the wheel must build too); returns the sdist's path."""
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
-    hooks = ("from setuptools import build_meta as b; import sys; out = sys.argv[1]; "  # (setuptools rewrites argv)
-             "print(b.build_sdist(out)); print(b.build_wheel(out))")
+    hooks = (
+        "from setuptools import build_meta as b; import sys; out = sys.argv[1]; "  # (setuptools rewrites argv)
+        "print(b.build_sdist(out)); print(b.build_wheel(out))"
+    )
     _run([sys.executable, "-c", hooks, str(out)], cwd=ROOT, stdout=subprocess.DEVNULL)
     for leftover in ("build", "course_lib.egg-info", "sdist"):  # setuptools' scratch folders in the checkout
         shutil.rmtree(ROOT / leftover, ignore_errors=True)
@@ -78,8 +80,9 @@ def build_dists(out: Path) -> Path:
 
 
 def _venv_key(python: str) -> str:
-    version = subprocess.run([python, "-c", "import sys; print(sys.version)"], capture_output=True, text=True,
-                             check=True).stdout
+    version = subprocess.run(
+        [python, "-c", "import sys; print(sys.version)"], capture_output=True, text=True, check=True
+    ).stdout
     return hashlib.sha256((version + TORCH + (ROOT / "pyproject.toml").read_text()).encode()).hexdigest()
 
 
@@ -97,8 +100,10 @@ def make_venv(python: str, sdist: Path) -> Path:
     # the package itself is always re-installed: it is what is being checked
     _run([str(pip), "install", "-q", "--force-reinstall", "--no-deps", str(sdist)])
     _run([str(pip), "install", "-q", f"course_lib[{EXTRAS}] @ {sdist.as_uri()}"])  # declared dependencies only
-    _run([str(VENV / "bin" / "python"), "-m", "ipykernel", "install", "--sys-prefix", "--name", "colab-check"],
-         stdout=subprocess.DEVNULL)
+    _run(
+        [str(VENV / "bin" / "python"), "-m", "ipykernel", "install", "--sys-prefix", "--name", "colab-check"],
+        stdout=subprocess.DEVNULL,
+    )
     return VENV / "bin" / "python"
 
 
@@ -125,27 +130,44 @@ def stage(work: Path, chapters: bool = True) -> list[Path]:
 
 def find_python(version: str) -> str:
     """A working ``python<version>``: on PATH, or one of pyenv's; else stop with how to get one."""
-    candidates = [shutil.which(f"python{version}"), *map(str, sorted(Path.home().glob(f".pyenv/versions/{version}*/bin/python{version}"))),
-                  f"/usr/bin/python{version}"]
+    candidates = [
+        shutil.which(f"python{version}"),
+        *map(str, sorted(Path.home().glob(f".pyenv/versions/{version}*/bin/python{version}"))),
+        f"/usr/bin/python{version}",
+    ]
     for python in filter(None, candidates):
-        probe = subprocess.run([python, "-c", "import sys, venv; print(sys.version_info[:2])"], capture_output=True, text=True)
+        probe = subprocess.run(
+            [python, "-c", "import sys, venv; print(sys.version_info[:2])"], capture_output=True, text=True
+        )
         if probe.returncode == 0 and probe.stdout.strip() == str(tuple(map(int, version.split(".")))):
             return python
-    raise SystemExit(f"no working Python {version} found (tried {[c for c in candidates if c]}); install one "
-                     f"(`pyenv install {version}`, or your system's python{version} with venv) or pass --python.")
+    raise SystemExit(
+        f"no working Python {version} found (tried {[c for c in candidates if c]}); install one "
+        f"(`pyenv install {version}`, or your system's python{version} with venv) or pass --python."
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--python", default=None, help="the interpreter of the fresh venv (default: a Python 3.12)")
     parser.add_argument("--keep", action="store_true", help="keep the staged folder (its path is printed)")
-    parser.add_argument("--jobs", type=int, default=2,
-                        help="notebooks run at once, each with cores / jobs threads (default 2: most of a quick "
-                             "notebook is kernel start-up and imports)")
-    parser.add_argument("--venv-only", action="store_true",
-                        help="only build the package and the venv with its kernel `colab-check`; run nothing")
-    parser.add_argument("--exercises-only", action="store_true",
-                        help="run only the exercise sets' solutions (the chapters ran in the book's kernel)")
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=2,
+        help="notebooks run at once, each with cores / jobs threads (default 2: most of a quick "
+        "notebook is kernel start-up and imports)",
+    )
+    parser.add_argument(
+        "--venv-only",
+        action="store_true",
+        help="only build the package and the venv with its kernel `colab-check`; run nothing",
+    )
+    parser.add_argument(
+        "--exercises-only",
+        action="store_true",
+        help="run only the exercise sets' solutions (the chapters ran in the book's kernel)",
+    )
     args = parser.parse_args(argv)
     if args.jobs < 1:
         parser.error(f"--jobs must be at least 1, got {args.jobs}")
@@ -159,22 +181,37 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     work = Path(tempfile.mkdtemp(prefix="colab-check-"))
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-    env.update(COURSE_PROFILE="quick", COURSE_GRADING_QUICK="1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
-               MPLBACKEND="Agg", PATH=f"{VENV / 'bin'}:{env.get('PATH', '')}")
+    env.update(
+        COURSE_PROFILE="quick",
+        COURSE_GRADING_QUICK="1",
+        HF_HUB_OFFLINE="1",
+        TRANSFORMERS_OFFLINE="1",
+        MPLBACKEND="Agg",
+        PATH=f"{VENV / 'bin'}:{env.get('PATH', '')}",
+    )
     env.update(OMP_NUM_THREADS=str(max(1, (os.cpu_count() or 2) // args.jobs)))
 
     def run_one(nb: Path) -> dict:
         try:
-            proc = subprocess.run([str(python), "-c", _RUNNER, str(nb), "colab-check"], cwd=work, env=env,
-                                  capture_output=True, text=True, timeout=NOTEBOOK_TIMEOUT_S + 60)
+            proc = subprocess.run(
+                [str(python), "-c", _RUNNER, str(nb), "colab-check"],
+                cwd=work,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=NOTEBOOK_TIMEOUT_S + 60,
+            )
             out = json.loads(proc.stdout.strip().splitlines()[-1])
         except subprocess.TimeoutExpired:
             out = {"seconds": NOTEBOOK_TIMEOUT_S + 60.0, "error": "timed out (the kernel did not finish)"}
         except (IndexError, json.JSONDecodeError):
             out = {"seconds": 0.0, "error": (proc.stderr or proc.stdout)[-2000:]}
         row = {"notebook": str(nb.relative_to(work)), **out}
-        print(f"{'ok    ' if not out['error'] else 'FAILED'} {row['notebook']} ({out['seconds']:.0f} s)"
-              + (f"\n{out['error']}" if out["error"] else ""), flush=True)
+        print(
+            f"{'ok    ' if not out['error'] else 'FAILED'} {row['notebook']} ({out['seconds']:.0f} s)"
+            + (f"\n{out['error']}" if out["error"] else ""),
+            flush=True,
+        )
         return row
 
     try:
@@ -183,16 +220,26 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
-    version = subprocess.run([str(python), "-c", "import sys, torch, course_lib; print(sys.version.split()[0], "
-                              "torch.__version__, course_lib.__file__)"], cwd=work.parent, env=env,
-                             capture_output=True, text=True).stdout.strip()
+    version = subprocess.run(
+        [
+            str(python),
+            "-c",
+            "import sys, torch, course_lib; print(sys.version.split()[0], torch.__version__, course_lib.__file__)",
+        ],
+        cwd=work.parent,
+        env=env,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
     print(f"\ncolab-check: Python/torch/course_lib = {version}")
     width = max(len(r["notebook"]) for r in rows)
     for r in rows:
         print(f"  {r['notebook']:<{width}}  {r['seconds']:>5.0f} s  {'ok' if not r['error'] else 'FAILED'}")
     failed = [r for r in rows if r["error"]]
-    print(f"{len(rows) - len(failed)} of {len(rows)} notebooks ran; install {install_s:.0f} s, "
-          f"total {time.perf_counter() - start:.0f} s" + (f" (kept in {work})" if args.keep else ""))
+    print(
+        f"{len(rows) - len(failed)} of {len(rows)} notebooks ran; install {install_s:.0f} s, "
+        f"total {time.perf_counter() - start:.0f} s" + (f" (kept in {work})" if args.keep else "")
+    )
     (ROOT / "_build" / "colab-check.json").write_text(json.dumps(rows, indent=1))
     return 1 if failed else 0
 

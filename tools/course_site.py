@@ -18,9 +18,11 @@ def _page_context(app, pagename, templatename, context, doctree) -> None:
         return
     seen, kept = set(), []
     for script in scripts:
-        key = (str(getattr(script, "filename", script) or ""),  # an inline script is registered once with
-                                                                 # filename None and once with ""
-               tuple(sorted((k, str(v)) for k, v in getattr(script, "attributes", {}).items())))
+        key = (
+            str(getattr(script, "filename", script) or ""),  # an inline script is registered once with
+            # filename None and once with ""
+            tuple(sorted((k, str(v)) for k, v in getattr(script, "attributes", {}).items())),
+        )
         if key not in seen:
             seen.add(key)
             kept.append(script)

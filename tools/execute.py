@@ -65,8 +65,9 @@ def book_notebooks() -> list[Path]:
 
     walk(toc)
     # myst-nb matches the patterns with PurePosixPath.match, i.e. against the end of each absolute path
-    return [p for p in dict.fromkeys(found)
-            if not any(PurePosixPath(p.resolve().as_posix()).match(pat) for pat in excluded)]
+    return [
+        p for p in dict.fromkeys(found) if not any(PurePosixPath(p.resolve().as_posix()).match(pat) for pat in excluded)
+    ]
 
 
 def select_chapters(notebooks: list[Path], chapters: list[str]) -> list[Path]:
@@ -75,8 +76,10 @@ def select_chapters(notebooks: list[Path], chapters: list[str]) -> list[Path]:
     chosen = [f for f in folders if any(f.startswith(c.rstrip("/")) for c in chapters)]
     unknown = [c for c in chapters if not any(f.startswith(c.rstrip("/")) for f in folders)]
     if unknown:
-        raise SystemExit(f"no chapter folder matches {unknown}; the chapters are: {', '.join(folders)} "
-                         f"(CHAPTERS takes folder names or their leading numbers, e.g. CHAPTERS=05_guidance or 05)")
+        raise SystemExit(
+            f"no chapter folder matches {unknown}; the chapters are: {', '.join(folders)} "
+            f"(CHAPTERS takes folder names or their leading numbers, e.g. CHAPTERS=05_guidance or 05)"
+        )
     return [p for p in notebooks if p.parent.name in chosen]
 
 
@@ -110,16 +113,27 @@ def _run(path: str, profile: str, threads: int, kernel: str | None) -> dict:
     nb = nbformat.read(path, as_version=4)
     kernelspec = nb.metadata.get("kernelspec")
     start = time.perf_counter()
-    result = single_nb_execution(nb, cwd=str(Path(path).parent), timeout=TIMEOUT_S, allow_errors=False,
-                                 **({"kernel_name": kernel} if kernel else {}))
+    result = single_nb_execution(
+        nb,
+        cwd=str(Path(path).parent),
+        timeout=TIMEOUT_S,
+        allow_errors=False,
+        **({"kernel_name": kernel} if kernel else {}),
+    )
     seconds = time.perf_counter() - start
     if kernelspec is not None:  # the cache matches pages by their source's metadata, not the kernel that ran them
         result.nb.metadata["kernelspec"] = kernelspec
     return {"nb": nbformat.writes(result.nb), "seconds": seconds, "error": result.exc_string}
 
 
-def execute(notebooks: list[Path], profile: str, jobs: int = 1, force: bool = False, use_cache: bool = True,
-            kernel: str | None = None) -> list[dict]:
+def execute(
+    notebooks: list[Path],
+    profile: str,
+    jobs: int = 1,
+    force: bool = False,
+    use_cache: bool = True,
+    kernel: str | None = None,
+) -> list[dict]:
     """Run every notebook of ``notebooks`` not in the cache (all of them if not ``use_cache``); return one row
     per notebook (in order)."""
     from jupyter_cache.base import CacheBundleIn
@@ -136,9 +150,11 @@ def execute(notebooks: list[Path], profile: str, jobs: int = 1, force: bool = Fa
         except KeyError:
             todo.append(path)
     threads = max(1, (os.cpu_count() or 2) // max(jobs, 1))
-    print(f"executing {len(todo)} of {len(notebooks)} notebooks (profile {profile}, kernel {kernel or 'python3'}, "
-          f"{jobs} at a time, {threads} thread(s) each); {len(notebooks) - len(todo)} unchanged, from the cache",
-          flush=True)
+    print(
+        f"executing {len(todo)} of {len(notebooks)} notebooks (profile {profile}, kernel {kernel or 'python3'}, "
+        f"{jobs} at a time, {threads} thread(s) each); {len(notebooks) - len(todo)} unchanged, from the cache",
+        flush=True,
+    )
     with ProcessPoolExecutor(max_workers=max(jobs, 1)) as pool:
         futures = {path: pool.submit(_run, str(path), profile, threads, kernel) for path in todo}
         for path, future in futures.items():
@@ -149,16 +165,25 @@ def execute(notebooks: list[Path], profile: str, jobs: int = 1, force: bool = Fa
                 print(f"FAILED {name} after {out['seconds']:.0f} s:\n{out['error']}", flush=True)
                 continue
             if cache is not None:
-                cache.cache_notebook_bundle(CacheBundleIn(nbformat.reads(out["nb"], as_version=4), str(path),
-                                                          data={"execution_seconds": out["seconds"]}),
-                                            check_validity=False, overwrite=True)
+                cache.cache_notebook_bundle(
+                    CacheBundleIn(
+                        nbformat.reads(out["nb"], as_version=4), str(path), data={"execution_seconds": out["seconds"]}
+                    ),
+                    check_validity=False,
+                    overwrite=True,
+                )
             rows[path] = {"status": "ran", "seconds": out["seconds"]}
             print(f"ran {name} in {out['seconds']:.0f} s", flush=True)
     budget = BUDGET_S.get(profile)
     table = []
     for path in notebooks:
-        row = {"notebook": str(path.relative_to(ROOT)), "profile": profile, "budget_s": budget, "jobs": jobs,
-               **rows[path]}
+        row = {
+            "notebook": str(path.relative_to(ROOT)),
+            "profile": profile,
+            "budget_s": budget,
+            "jobs": jobs,
+            **rows[path],
+        }
         row["over_budget"] = bool(budget is not None and (row["seconds"] or 0) > budget)
         table.append(row)
     return table
@@ -176,9 +201,11 @@ def format_table(table: list[dict]) -> str:
     lines.append(f"{'total (notebook-seconds)':<{width}}  {'':<7}  {total:>7.0f}")
     over = [r for r in table if r.get("over_budget")]
     if over:
-        lines.append(f"warning: {len(over)} notebook(s) over the {table[0]['profile']} budget on this machine; "
-                     "time is not gated (a busy host is slower), but a page written over budget should be trimmed "
-                     "with pick(...)")
+        lines.append(
+            f"warning: {len(over)} notebook(s) over the {table[0]['profile']} budget on this machine; "
+            "time is not gated (a busy host is slower), but a page written over budget should be trimmed "
+            "with pick(...)"
+        )
     return "\n".join(lines)
 
 
@@ -204,8 +231,10 @@ def write_partial_config() -> Path:
     PARTIAL_CONFIG.parent.mkdir(parents=True, exist_ok=True)
     PARTIAL_CONFIG.write_text(yaml.safe_dump(config, sort_keys=False))
     if missing:
-        print(f"{len(missing)} other notebook(s) have no outputs in the cache; their pages are built without "
-              f"outputs (`make book` runs them all)")
+        print(
+            f"{len(missing)} other notebook(s) have no outputs in the cache; their pages are built without "
+            f"outputs (`make book` runs them all)"
+        )
     return PARTIAL_CONFIG
 
 
@@ -213,15 +242,26 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("notebooks", nargs="*", help="default: every notebook the book executes")
     parser.add_argument("--profile", default=os.environ.get("COURSE_PROFILE", "cpu"), choices=sorted(BUDGET_S))
-    parser.add_argument("--chapters", nargs="*", default=None,
-                        help="only these chapter folders (names or leading numbers, e.g. 05_guidance or 05)")
+    parser.add_argument(
+        "--chapters",
+        nargs="*",
+        default=None,
+        help="only these chapter folders (names or leading numbers, e.g. 05_guidance or 05)",
+    )
     parser.add_argument("--kernel", default=None, help="the kernel to run them in (default: the notebooks' own)")
-    parser.add_argument("--jobs", type=int, default=int(os.environ.get("BOOK_JOBS", "1")),
-                        help="notebooks run at once (each gets cores / jobs threads); times are measured so")
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=int(os.environ.get("BOOK_JOBS", "1")),
+        help="notebooks run at once (each gets cores / jobs threads); times are measured so",
+    )
     parser.add_argument("--force", action="store_true", help="empty the cache and run everything")
     parser.add_argument("--no-cache", action="store_true", help="run everything, leave the cache alone")
-    parser.add_argument("--partial-config", action="store_true",
-                        help="also write _build/_config.partial.yml for a build of the chapters run here")
+    parser.add_argument(
+        "--partial-config",
+        action="store_true",
+        help="also write _build/_config.partial.yml for a build of the chapters run here",
+    )
     parser.add_argument("--report", action="store_true", help="print the table of the last run and exit")
     args = parser.parse_args(argv)
     if args.report:
@@ -244,8 +284,9 @@ def main(argv: list[str] | None = None) -> int:
         write_partial_config()
     failed = [r for r in table if r["status"] == "FAILED"]
     for r in failed:
-        print(f"error: {r['notebook']} failed after {r['seconds'] or 0:.0f} s (see its traceback above)",
-              file=sys.stderr)
+        print(
+            f"error: {r['notebook']} failed after {r['seconds'] or 0:.0f} s (see its traceback above)", file=sys.stderr
+        )
     return 1 if failed else 0
 
 

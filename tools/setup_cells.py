@@ -39,7 +39,7 @@ def version() -> str:
     raise RuntimeError("course_lib/__init__.py defines no __version__")
 
 
-_CHECK = '''import course_lib
+_CHECK = """import course_lib
 
 if course_lib.__version__ != VERSION:
     raise RuntimeError(
@@ -52,10 +52,10 @@ import importlib.metadata
 names = ("course_lib", "torch", "diffusers")
 found = [
     f"{n} {importlib.metadata.version(n)}" for n in names if importlib.util.find_spec(n)
-]'''
+]"""
 
 # Both templates are what `ruff format` (88 columns, chapters/ruff.toml) leaves unchanged: a test formats them.
-CHAPTER = '''# Set-up: in Colab this installs the course library this page was written for;
+CHAPTER = """# Set-up: in Colab this installs the course library this page was written for;
 # anywhere, it checks the version.
 import importlib.util, subprocess, sys
 
@@ -66,9 +66,9 @@ if "google.colab" in sys.modules and importlib.util.find_spec("course_lib") is N
 {check}
 from course_lib.profiles import get_profile, pick
 
-print(" | ".join(found), "| profile:", get_profile())'''
+print(" | ".join(found), "| profile:", get_profile())"""
 
-EXERCISE = '''# Set-up: in Colab this installs the course library and the grader and fetches this
+EXERCISE = """# Set-up: in Colab this installs the course library and the grader and fetches this
 # exercise's public tests; locally (in a clone of the course repository, after
 # `make setup`) it only finds the tests. Anywhere, it checks that the installed
 # course_lib is the version this exercise was written for.
@@ -95,7 +95,7 @@ import otter
 from course_lib.profiles import get_profile
 
 grader = otter.Notebook(tests_dir=TESTS)
-print(" | ".join(found), "| profile:", get_profile(), "| tests:", TESTS)'''
+print(" | ".join(found), "| profile:", get_profile(), "| tests:", TESTS)"""
 
 
 def chapter_cell() -> str:
@@ -117,8 +117,10 @@ def setup_cell(nb) -> nbformat.NotebookNode:
     """The notebook's set-up cell: its first code cell, which must start with ``MARK``."""
     cell = next((c for c in nb.cells if c.cell_type == "code"), None)
     if cell is None or not cell.source.startswith(MARK):
-        raise ValueError(f"the first code cell must be the set-up cell starting with {MARK!r} "
-                         "(docs/NOTEBOOK_TEMPLATE.md); run `python tools/setup_cells.py` after adding one")
+        raise ValueError(
+            f"the first code cell must be the set-up cell starting with {MARK!r} "
+            "(docs/NOTEBOOK_TEMPLATE.md); run `python tools/setup_cells.py` after adding one"
+        )
     return cell
 
 

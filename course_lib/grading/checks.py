@@ -17,8 +17,10 @@ def _plain_tensor(x, name: str) -> None:
     if not isinstance(x, Tensor):
         raise AssertionError(f"{name} should be a torch.Tensor but is {type(x).__name__} ({x!r:.80}).")
     if type(x) is not Tensor:  # noqa: E721 -- exactly Tensor: a subclass can override the comparison itself
-        raise AssertionError(f"{name} should be a plain torch.Tensor, not the subclass {type(x).__name__}; "
-                             "return the result of torch operations (e.g. x.as_subclass(torch.Tensor)).")
+        raise AssertionError(
+            f"{name} should be a plain torch.Tensor, not the subclass {type(x).__name__}; "
+            "return the result of torch operations (e.g. x.as_subclass(torch.Tensor))."
+        )
 
 
 def assert_tensor(x, name: str, shape: tuple[int, ...] | None = None, *, finite: bool = True) -> None:
@@ -32,12 +34,15 @@ def assert_tensor(x, name: str, shape: tuple[int, ...] | None = None, *, finite:
         raise AssertionError(f"{name} contains NaN or inf values.")
 
 
-PRECISION_HINT = (" Differences this small are float32 rounding: do the schedule arithmetic in float64 (e.g. "
-                  "betas.double(), torch.arange(..., dtype=torch.float64)) and cast only the result.")
+PRECISION_HINT = (
+    " Differences this small are float32 rounding: do the schedule arithmetic in float64 (e.g. "
+    "betas.double(), torch.arange(..., dtype=torch.float64)) and cast only the result."
+)
 
 
-def assert_close(actual, expected: Tensor, name: str, *, rtol: float = 1e-5, atol: float = 1e-6,
-                 precision_hint: bool = False) -> None:
+def assert_close(
+    actual, expected: Tensor, name: str, *, rtol: float = 1e-5, atol: float = 1e-6, precision_hint: bool = False
+) -> None:
     """Fail unless ``actual`` matches ``expected`` elementwise (|a - e| <= atol + rtol |e|), saying where not.
 
     With ``precision_hint``, a miss of at most 1e-3 (relative to max(1, |expected|)), the size of float32
@@ -52,9 +57,11 @@ def assert_close(actual, expected: Tensor, name: str, *, rtol: float = 1e-5, ato
         worst = (a - e).abs().max().item()
         tiny = precision_hint and worst <= 1e-3 * max(1.0, e.abs().max().item())
         digits = ".9g" if tiny else ".6g"  # enough digits to see where the two differ
-        raise AssertionError(f"{name} differs from the reference at {int(bad.sum())} of {bad.numel()} entries; "
-                             f"e.g. at index {i}: got {a[i].item():{digits}}, expected {e[i].item():{digits}} "
-                             f"(max abs diff {worst:.3g})." + (PRECISION_HINT if tiny else ""))
+        raise AssertionError(
+            f"{name} differs from the reference at {int(bad.sum())} of {bad.numel()} entries; "
+            f"e.g. at index {i}: got {a[i].item():{digits}}, expected {e[i].item():{digits}} "
+            f"(max abs diff {worst:.3g})." + (PRECISION_HINT if tiny else "")
+        )
 
 
 def assert_quality(report: dict, key: str, at_least: float | None = None, *, below: float | None = None) -> None:
@@ -82,8 +89,11 @@ def assert_settings(settings, name: str, keys: tuple[str, ...], example: str | N
         raise AssertionError(f"{name} should be a dict, it is {type(settings).__name__}.")
     unknown, missing = set(settings) - set(keys), set(keys) - set(settings)
     if missing or unknown:
-        wrong = ([f"is missing {sorted(missing)}"] if missing else []) + \
-                ([f"has unknown keys {sorted(unknown)}"] if unknown else [])
+        wrong = ([f"is missing {sorted(missing)}"] if missing else []) + (
+            [f"has unknown keys {sorted(unknown)}"] if unknown else []
+        )
         listed = ", ".join(keys[:-1]) + " and " + keys[-1] if len(keys) > 1 else keys[0]
-        raise AssertionError(f"{name} {' and '.join(wrong)}; it needs exactly the keys {listed}"
-                             + (f", e.g. {example}." if example else "."))
+        raise AssertionError(
+            f"{name} {' and '.join(wrong)}; it needs exactly the keys {listed}"
+            + (f", e.g. {example}." if example else ".")
+        )

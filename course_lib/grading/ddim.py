@@ -33,8 +33,10 @@ def check_ddim_sampler(sampler: dict) -> dict:
     steps, eta, spacing = sampler["steps"], sampler["eta"], sampler["spacing"]
     nfe = DDIM_BUDGET["max_nfe"]
     if not isinstance(steps, int) or isinstance(steps, bool) or not 1 <= steps <= nfe:
-        raise AssertionError(f"SAMPLER: steps must be an int in 1 ... {nfe}: every step costs one network "
-                             f"evaluation and the budget is {nfe}; got {steps!r}.")
+        raise AssertionError(
+            f"SAMPLER: steps must be an int in 1 ... {nfe}: every step costs one network "
+            f"evaluation and the budget is {nfe}; got {steps!r}."
+        )
     number = isinstance(eta, (int, float)) and not isinstance(eta, bool)
     if eta != "sigma_hat" and not (number and 0 <= eta <= 1):
         raise AssertionError(f'SAMPLER: eta must be a number in [0, 1] or "sigma_hat", got {eta!r}.')
@@ -77,11 +79,19 @@ def ddim_digits_quality(sampler: dict, *, seed: int = 0, num_samples: int = 256)
         shape = (n, 1, 16, 16)
         start = time.perf_counter()
         if cfg["eta"] == "sigma_hat":
-            samples = ddpm_sample(model, shape, respace(schedule, taus[::-1]), generator=generator,
-                                  variance="fixed_large", model_timesteps=taus[::-1], progress=False)
+            samples = ddpm_sample(
+                model,
+                shape,
+                respace(schedule, taus[::-1]),
+                generator=generator,
+                variance="fixed_large",
+                model_timesteps=taus[::-1],
+                progress=False,
+            )
         else:
-            samples = ddim_sample(model, shape, schedule, taus, eta=float(cfg["eta"]), generator=generator,
-                                  progress=False)
+            samples = ddim_sample(
+                model, shape, schedule, taus, eta=float(cfg["eta"]), generator=generator, progress=False
+            )
         sample_s = time.perf_counter() - start
         assert_tensor(samples, "the samples", shape)
         report = score_samples(samples)

@@ -31,8 +31,9 @@ def check_ddpm_config(make_model: Callable[[], torch.nn.Module], config: dict) -
     from ..schedules import SCHEDULE_NAMES
 
     if not callable(make_model):
-        raise AssertionError("make_model should be a function that returns a new model; it is "
-                             f"{type(make_model).__name__}.")
+        raise AssertionError(
+            f"make_model should be a function that returns a new model; it is {type(make_model).__name__}."
+        )
     if not isinstance(config, dict):
         raise AssertionError(f"TRAIN_CONFIG should be a dict, it is {type(config).__name__}.")
     required = {"schedule", "num_timesteps", "steps", "batch_size", "lr"}
@@ -40,15 +41,23 @@ def check_ddpm_config(make_model: Callable[[], torch.nn.Module], config: dict) -
     if missing or unknown:
         raise AssertionError(f"TRAIN_CONFIG is missing {sorted(missing)} / has unknown keys {sorted(unknown)}.")
     b = DDPM_BUDGET
-    checks = [(config["schedule"] in SCHEDULE_NAMES, f"schedule must be one of {SCHEDULE_NAMES}"),
-              (isinstance(config["num_timesteps"], int) and 1 <= config["num_timesteps"] <= b["max_timesteps"],
-               f"num_timesteps must be an int in 1 ... {b['max_timesteps']}"),
-              (isinstance(config["steps"], int) and 1 <= config["steps"] <= b["max_steps"],
-               f"steps must be an int in 1 ... {b['max_steps']}"),
-              (isinstance(config["batch_size"], int) and 1 <= config["batch_size"] <= b["max_batch_size"],
-               f"batch_size must be an int in 1 ... {b['max_batch_size']}"),
-              (isinstance(config["lr"], float) and 0 < config["lr"] <= 0.1, "lr must be a float in (0, 0.1]"),
-              (0 <= config.get("ema_decay", 0.999) < 1, "ema_decay must be in [0, 1)")]
+    checks = [
+        (config["schedule"] in SCHEDULE_NAMES, f"schedule must be one of {SCHEDULE_NAMES}"),
+        (
+            isinstance(config["num_timesteps"], int) and 1 <= config["num_timesteps"] <= b["max_timesteps"],
+            f"num_timesteps must be an int in 1 ... {b['max_timesteps']}",
+        ),
+        (
+            isinstance(config["steps"], int) and 1 <= config["steps"] <= b["max_steps"],
+            f"steps must be an int in 1 ... {b['max_steps']}",
+        ),
+        (
+            isinstance(config["batch_size"], int) and 1 <= config["batch_size"] <= b["max_batch_size"],
+            f"batch_size must be an int in 1 ... {b['max_batch_size']}",
+        ),
+        (isinstance(config["lr"], float) and 0 < config["lr"] <= 0.1, "lr must be a float in (0, 0.1]"),
+        (0 <= config.get("ema_decay", 0.999) < 1, "ema_decay must be in [0, 1)"),
+    ]
     _require(checks)
 
     model = _fresh_module_within(make_model, b["max_parameters"])
@@ -58,8 +67,9 @@ def check_ddpm_config(make_model: Callable[[], torch.nn.Module], config: dict) -
     return dict(config)
 
 
-def train_digits_model(make_model: Callable[[], torch.nn.Module], config: dict, seed: int,
-                       steps: int) -> tuple[torch.nn.Module, dict]:
+def train_digits_model(
+    make_model: Callable[[], torch.nn.Module], config: dict, seed: int, steps: int
+) -> tuple[torch.nn.Module, dict]:
     """The training half of ``ddpm_digits_quality`` (in the grader: in the submission's process).
 
     Checks ``make_model`` and ``config`` (``check_ddpm_config``), trains ``make_model()`` for ``steps`` steps with
@@ -75,11 +85,23 @@ def train_digits_model(make_model: Callable[[], torch.nn.Module], config: dict, 
     torch.manual_seed(seed)
     model = make_model()
     x, _ = digits("train", image_size=16)
-    result = train(model, diffusion_loss_fn(schedule, torch.Generator().manual_seed(seed + 1)), (x,),
-                   steps=steps, batch_size=cfg["batch_size"], lr=cfg["lr"],
-                   ema_decay=cfg.get("ema_decay", 0.999), seed=seed, device="cpu", progress=False)
-    return result.ema_model.eval(), dict(params=sum(p.numel() for p in model.parameters()),
-                                         train_s=round(result.wall_time_s, 1), final_loss=_final_loss(result))
+    result = train(
+        model,
+        diffusion_loss_fn(schedule, torch.Generator().manual_seed(seed + 1)),
+        (x,),
+        steps=steps,
+        batch_size=cfg["batch_size"],
+        lr=cfg["lr"],
+        ema_decay=cfg.get("ema_decay", 0.999),
+        seed=seed,
+        device="cpu",
+        progress=False,
+    )
+    return result.ema_model.eval(), dict(
+        params=sum(p.numel() for p in model.parameters()),
+        train_s=round(result.wall_time_s, 1),
+        final_loss=_final_loss(result),
+    )
 
 
 def _check_config_keys(config) -> None:
@@ -117,14 +139,19 @@ def score_samples(samples: torch.Tensor) -> dict:
     copies = near_copy_mask(samples, train, test) | near_copy_mask(samples, test, train)
     novel = (cls != NOT_A_DIGIT) & (conf >= 0.5) & ~copies
     counts = torch.bincount(cls[novel], minlength=NOT_A_DIGIT + 1)[:NOT_A_DIGIT]
-    report.update(near_copies=copies.float().mean().item(), novel_recognized=novel.float().mean().item(),
-                  novel_class_histogram=counts.tolist(), min_class_share=counts.min().item() / len(samples),
-                  frechet_ratio=report["frechet"] / report["frechet_real"])
+    report.update(
+        near_copies=copies.float().mean().item(),
+        novel_recognized=novel.float().mean().item(),
+        novel_class_histogram=counts.tolist(),
+        min_class_share=counts.min().item() / len(samples),
+        frechet_ratio=report["frechet"] / report["frechet_real"],
+    )
     return report
 
 
-def ddpm_digits_quality(make_model: Callable[[], torch.nn.Module], config: dict, *, seed: int = 0,
-                        num_samples: int = 256) -> dict:
+def ddpm_digits_quality(
+    make_model: Callable[[], torch.nn.Module], config: dict, *, seed: int = 0, num_samples: int = 256
+) -> dict:
     """Train ``make_model()`` on 16x16 digits with L_simple, sample with DDPM, classify the samples.
 
     Fixed procedure (the grader's): ``trainer.train`` on the CPU with ``seed``, ``losses.diffusion_loss_fn``,
@@ -145,8 +172,13 @@ def ddpm_digits_quality(make_model: Callable[[], torch.nn.Module], config: dict,
         n = min(num_samples, 16) if quick_mode() else num_samples
         ema_model, stats = where_it_lives(train_digits_model, make_model, dict(config), seed, steps)
         start = time.perf_counter()
-        samples = ddpm_sample(ema_model, (n, 1, 16, 16), get_schedule(config["schedule"], config["num_timesteps"]),
-                              generator=torch.Generator().manual_seed(seed), progress=False)
+        samples = ddpm_sample(
+            ema_model,
+            (n, 1, 16, 16),
+            get_schedule(config["schedule"], config["num_timesteps"]),
+            generator=torch.Generator().manual_seed(seed),
+            progress=False,
+        )
         sample_s = time.perf_counter() - start
         assert_tensor(samples, "the samples", (n, 1, 16, 16))
         report = score_samples(samples)

@@ -58,11 +58,14 @@ def check_guidance_settings(guide: dict) -> dict:
     b = GUIDANCE_BUDGET
     number = isinstance(scale, (int, float)) and not isinstance(scale, bool)
     if not (number and math.isfinite(scale) and 0 <= scale <= b["max_scale"]):
-        raise AssertionError(f"GUIDE: scale must be a number in [0, {b['max_scale']:g}] (0 = no guidance), got "
-                             f"{scale!r}.")
+        raise AssertionError(
+            f"GUIDE: scale must be a number in [0, {b['max_scale']:g}] (0 = no guidance), got {scale!r}."
+        )
     if not isinstance(steps, int) or isinstance(steps, bool) or not 1 <= steps <= b["max_steps"]:
-        raise AssertionError(f"GUIDE: steps must be an int in 1 ... {b['max_steps']}: every DDIM step costs one U-Net "
-                             f"evaluation and one classifier gradient, and the budget is {b['max_steps']}; got {steps!r}.")
+        raise AssertionError(
+            f"GUIDE: steps must be an int in 1 ... {b['max_steps']}: every DDIM step costs one U-Net "
+            f"evaluation and one classifier gradient, and the budget is {b['max_steps']}; got {steps!r}."
+        )
     return dict(guide)
 
 
@@ -106,16 +109,29 @@ def guided_digits_quality(guide: dict, *, seed: int = 0, num_samples: int = NUM_
         guided = ClassifierGuidance(model, classifier, schedule, scale=float(cfg["scale"]))
         labels = torch.arange(n) % 10
         start = time.perf_counter()
-        samples = ddim_sample(guided, (n, 1, 16, 16), schedule, taus, eta=0.0,
-                              generator=torch.Generator().manual_seed(seed), progress=False, y=labels)
+        samples = ddim_sample(
+            guided,
+            (n, 1, 16, 16),
+            schedule,
+            taus,
+            eta=0.0,
+            generator=torch.Generator().manual_seed(seed),
+            progress=False,
+            y=labels,
+        )
         sample_s = time.perf_counter() - start
         assert_tensor(samples, "the samples", (n, 1, 16, 16), finite=False)
         samples = torch.nan_to_num(samples, nan=0.0).clamp(-1, 1)  # a diverged sample is no digit, not a crash
         judge = DigitClassifier.from_pretrained()
         report = sample_report(samples, judge)
         probs, _ = predict(judge, samples)
-        report.update(accuracy=(probs[:, :10].argmax(1) == labels).float().mean().item(), nfe=len(calls),
-                      timesteps=taus, sample_s=round(sample_s, 1), quick=quick_mode())
+        report.update(
+            accuracy=(probs[:, :10].argmax(1) == labels).float().mean().item(),
+            nfe=len(calls),
+            timesteps=taus,
+            sample_s=round(sample_s, 1),
+            quick=quick_mode(),
+        )
         return report
 
     key = ("guided_digits_quality", json.dumps(guide, sort_keys=True, default=str), seed, num_samples, quick_mode())

@@ -72,33 +72,49 @@ def check_sampling_settings(sampler: dict) -> dict:
     guidance, as diffusers runs no guidance at g <= 1). ``evaluations_per_image(steps, guidance_scale)`` must be at
     most ``max_nfe``.
     """
-    assert_settings(sampler, "SAMPLER", ("scheduler", "steps", "guidance_scale"),
-                    '{"scheduler": "ddim", "steps": 10, "guidance_scale": 3.0}')
+    assert_settings(
+        sampler,
+        "SAMPLER",
+        ("scheduler", "steps", "guidance_scale"),
+        '{"scheduler": "ddim", "steps": 10, "guidance_scale": 3.0}',
+    )
     kind, steps, g = sampler["scheduler"], sampler["steps"], sampler["guidance_scale"]
     b = LATENT_DIFFUSION_BUDGET
     if kind not in LATENT_DIFFUSION_SCHEDULERS:
         raise AssertionError(f"SAMPLER: unknown scheduler {kind!r}; choose one of {LATENT_DIFFUSION_SCHEDULERS}.")
     if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
-        raise AssertionError(f"SAMPLER: steps must be an int >= 1 (the scheduler's num_inference_steps), got "
-                             f"{steps!r}.")
+        raise AssertionError(
+            f"SAMPLER: steps must be an int >= 1 (the scheduler's num_inference_steps), got {steps!r}."
+        )
     number = isinstance(g, (int, float)) and not isinstance(g, bool)
     if not (number and math.isfinite(g)):
         raise AssertionError(f"SAMPLER: guidance_scale must be a number, got {g!r}.")
     if g < 0:
-        raise AssertionError(f"SAMPLER: guidance_scale {g!r} is negative; diffusers' g is 1 for no guidance and above "
-                             "1 to guide (g = 1 + w).")
+        raise AssertionError(
+            f"SAMPLER: guidance_scale {g!r} is negative; diffusers' g is 1 for no guidance and above "
+            "1 to guide (g = 1 + w)."
+        )
     if not 1 <= g <= b["max_guidance_scale"]:
-        raise AssertionError(f"SAMPLER: guidance_scale must be in [1, {b['max_guidance_scale']:g}] (1 = no guidance: "
-                             f"diffusers does not guide at g <= 1), got {g!r}.")
+        raise AssertionError(
+            f"SAMPLER: guidance_scale must be in [1, {b['max_guidance_scale']:g}] (1 = no guidance: "
+            f"diffusers does not guide at g <= 1), got {g!r}."
+        )
     nfe = evaluations_per_image(steps, g)
     if nfe > b["max_nfe"]:
-        raise AssertionError(f"SAMPLER: {steps} steps at guidance_scale {g:g} cost {nfe} U-Net evaluations per image "
-                             f"({'two' if g > 1 else 'one'} per step); the budget is {b['max_nfe']}.")
+        raise AssertionError(
+            f"SAMPLER: {steps} steps at guidance_scale {g:g} cost {nfe} U-Net evaluations per image "
+            f"({'two' if g > 1 else 'one'} per step); the budget is {b['max_nfe']}."
+        )
     return dict(sampler)
 
 
-def prompt_adherence(sampler: dict, *, seed: int = 0, samples_per_prompt: int = SAMPLES_PER_PROMPT,
-                     pipeline_dir: str | Path | None = None) -> dict:
+def prompt_adherence(
+    sampler: dict,
+    *,
+    seed: int = 0,
+    samples_per_prompt: int = SAMPLES_PER_PROMPT,
+    pipeline_dir: str | Path | None = None,
+) -> dict:
     """Generate ``samples_per_prompt`` images for each held-out prompt with ``sampler`` and judge them.
 
     Fixed procedure (the grader's), on the CPU with one thread: ``text_to_image.load_pipeline(pipeline_dir,
@@ -133,8 +149,9 @@ def prompt_adherence(sampler: dict, *, seed: int = 0, samples_per_prompt: int = 
         n = len(prompts) * per_prompt
         start = time.perf_counter()
         try:
-            report, images = adherence_of(pipe, judge, prompts, float(cfg["guidance_scale"]), per_prompt,
-                                          cfg["steps"], seed=seed, batch_size=n)
+            report, images = adherence_of(
+                pipe, judge, prompts, float(cfg["guidance_scale"]), per_prompt, cfg["steps"], seed=seed, batch_size=n
+            )
         finally:
             hook.remove()
         sample_s = time.perf_counter() - start
@@ -143,10 +160,23 @@ def prompt_adherence(sampler: dict, *, seed: int = 0, samples_per_prompt: int = 
         with torch.no_grad():  # the judge's features of the samples and of renders of the same captions
             fake = judge.features(images.clamp(-1, 1))
             real, real_too = (judge.features(render_captions(captions, seed=s)) for s in RENDER_SEEDS)
-        report.update(frechet=frechet_distance(fake, real), frechet_real=frechet_distance(real_too, real), n=n,
-                      prompts=len(prompts), nfe=sum(evaluated) / n, sample_s=round(sample_s, 1), quick=quick_mode())
+        report.update(
+            frechet=frechet_distance(fake, real),
+            frechet_real=frechet_distance(real_too, real),
+            n=n,
+            prompts=len(prompts),
+            nfe=sum(evaluated) / n,
+            sample_s=round(sample_s, 1),
+            quick=quick_mode(),
+        )
         return report
 
-    key = ("prompt_adherence", json.dumps(sampler, sort_keys=True, default=str), seed, samples_per_prompt,
-           str(pipeline_dir), quick_mode())
+    key = (
+        "prompt_adherence",
+        json.dumps(sampler, sort_keys=True, default=str),
+        seed,
+        samples_per_prompt,
+        str(pipeline_dir),
+        quick_mode(),
+    )
     return _measured(key, run)

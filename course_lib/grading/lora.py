@@ -40,8 +40,20 @@ from .measured import _measured, quick_mode
 
 # read-only: no notebook raises its own budget
 LORA_BUDGET = MappingProxyType({"max_fraction": 0.02, "max_steps": 400, "max_lr": 0.1, "max_prior_weight": 10.0})
-LORA_TARGETS = ("to_q", "to_k", "to_v", "to_out.0", "attn1.to_q", "attn1.to_k", "attn1.to_v", "attn1.to_out.0",
-                "attn2.to_q", "attn2.to_k", "attn2.to_v", "attn2.to_out.0")  # names inject_lora matches in the U-Net
+LORA_TARGETS = (
+    "to_q",
+    "to_k",
+    "to_v",
+    "to_out.0",
+    "attn1.to_q",
+    "attn1.to_k",
+    "attn1.to_v",
+    "attn1.to_out.0",
+    "attn2.to_q",
+    "attn2.to_k",
+    "attn2.to_v",
+    "attn2.to_out.0",
+)  # names inject_lora matches in the U-Net
 N_SUBJECT, N_PRIOR, BATCH, SAMPLES, N_ORDINARY = 5, 64, 8, 32, 30
 QUICK = {"n_prior": 8, "batch": 4, "max_steps": 20, "samples": 4, "n_ordinary": 4}  # quick mode: CI plumbing only
 
@@ -50,6 +62,7 @@ def _fraction(rank: int, targets) -> float:
     """Trainable fraction after ``inject_lora(unet, targets, rank)``, from the layers' shapes (no weights needed)."""
     from ..lora import count_lora_parameters
     from ..text_to_image import load_pipeline
+
     unet = load_pipeline().unet
     lora = count_lora_parameters(unet, targets, rank)
     return lora / (sum(p.numel() for p in unet.parameters()) + lora)
@@ -62,8 +75,12 @@ def check_lora_settings(settings: dict) -> dict:
     [1, max_steps]), ``lr`` (a number in (0, max_lr]) and ``prior_weight`` (lambda, a number in [0, max_prior_weight]).
     The trainable fraction of the U-Net after injection must be at most ``max_fraction``.
     """
-    assert_settings(settings, "LORA", ("rank", "targets", "steps", "lr", "prior_weight"),
-                    '{"rank": 2, "targets": ["to_k", "to_v"], "steps": 200, "lr": 1e-3, "prior_weight": 1.0}')
+    assert_settings(
+        settings,
+        "LORA",
+        ("rank", "targets", "steps", "lr", "prior_weight"),
+        '{"rank": 2, "targets": ["to_k", "to_v"], "steps": 200, "lr": 1e-3, "prior_weight": 1.0}',
+    )
     b = LORA_BUDGET
     rank, targets, steps = settings["rank"], settings["targets"], settings["steps"]
     lr, weight = settings["lr"], settings["prior_weight"]
@@ -73,12 +90,16 @@ def check_lora_settings(settings: dict) -> dict:
         raise AssertionError(f"LORA: targets must be a non-empty list of layer names, got {targets!r}.")
     bad = [t for t in targets if t not in LORA_TARGETS]
     if bad:
-        raise AssertionError(f"LORA: unknown targets {bad}; choose from {list(LORA_TARGETS)} (attn1 is "
-                             "self-attention, attn2 cross-attention; a bare name targets both).")
+        raise AssertionError(
+            f"LORA: unknown targets {bad}; choose from {list(LORA_TARGETS)} (attn1 is "
+            "self-attention, attn2 cross-attention; a bare name targets both)."
+        )
     if not isinstance(steps, int) or isinstance(steps, bool) or not 1 <= steps <= b["max_steps"]:
         raise AssertionError(f"LORA: steps must be an int in [1, {b['max_steps']}], got {steps!r}.")
-    for name, value, top, low_ok in (("lr", lr, b["max_lr"], False), ("prior_weight", weight, b["max_prior_weight"],
-                                                                       True)):
+    for name, value, top, low_ok in (
+        ("lr", lr, b["max_lr"], False),
+        ("prior_weight", weight, b["max_prior_weight"], True),
+    ):
         if not (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)):
             raise AssertionError(f"LORA: {name} must be a number, got {value!r}.")
         if not ((value >= 0 if low_ok else value > 0) and value <= top):
@@ -88,8 +109,10 @@ def check_lora_settings(settings: dict) -> dict:
     except ValueError as e:
         raise AssertionError(f"LORA: {e}") from None
     if fraction > b["max_fraction"]:
-        raise AssertionError(f"LORA: rank {rank} on {list(targets)} trains {fraction:.2%} of the U-Net's parameters; "
-                             f"the budget is {b['max_fraction']:.0%}.")
+        raise AssertionError(
+            f"LORA: rank {rank} on {list(targets)} trains {fraction:.2%} of the U-Net's parameters; "
+            f"the budget is {b['max_fraction']:.0%}."
+        )
     return {**settings, "targets": list(targets), "fraction": fraction}
 
 
@@ -117,14 +140,28 @@ def dreambooth_quality(settings: dict, *, seed: int = 0) -> dict:
         subject, prior = subject_and_prior(pipe, N_SUBJECT, n_prior)
         data = dreambooth_data(pipe, subject, prior)
         start = time.perf_counter()
-        result = train_dreambooth(pipe, data, prior_weight=float(cfg["prior_weight"]), rank=cfg["rank"],
-                                  steps=steps, lr=float(cfg["lr"]), batch_size=batch, targets=cfg["targets"],
-                                  seed=seed)
+        result = train_dreambooth(
+            pipe,
+            data,
+            prior_weight=float(cfg["prior_weight"]),
+            rank=cfg["rank"],
+            steps=steps,
+            lr=float(cfg["lr"]),
+            batch_size=batch,
+            targets=cfg["targets"],
+            seed=seed,
+        )
         train_s = time.perf_counter() - start
         scores, _ = evaluate_dreambooth(pipe, judge, ordinary, samples=samples)
         losses = [float(x) for x in result.losses][-20:]
-        return {**scores, "fraction": cfg["fraction"], "train_s": round(train_s, 1),
-                "final_loss": sum(losses) / max(len(losses), 1), "steps": steps, "quick": quick}
+        return {
+            **scores,
+            "fraction": cfg["fraction"],
+            "train_s": round(train_s, 1),
+            "final_loss": sum(losses) / max(len(losses), 1),
+            "steps": steps,
+            "quick": quick,
+        }
 
     key = ("dreambooth_quality", json.dumps(settings, sort_keys=True, default=str), seed, quick_mode())
     return _measured(key, run)

@@ -71,8 +71,7 @@ def _require(checks: list[tuple[bool, str]]) -> None:
             raise AssertionError(f"TRAIN_CONFIG: {message}.")
 
 
-def _fresh_models(make_model: Callable[[], torch.nn.Module],
-                  check: Callable[[object], None]) -> list[torch.nn.Module]:
+def _fresh_models(make_model: Callable[[], torch.nn.Module], check: Callable[[object], None]) -> list[torch.nn.Module]:
     """Two calls of ``make_model()`` after seeds 1 and 2, each passed to ``check`` (which raises for a wrong
     kind of model); their weights must differ: a new, randomly initialised model, not loaded weights."""
     models = []
@@ -81,14 +80,17 @@ def _fresh_models(make_model: Callable[[], torch.nn.Module],
         models.append(make_model())
         check(models[-1])
     if all(torch.equal(p, q) for p, q in zip(models[0].parameters(), models[1].parameters())):
-        raise AssertionError("make_model() returned the same weights for two seeds: it must build a new, "
-                             "randomly initialised model (no loaded checkpoints).")
+        raise AssertionError(
+            "make_model() returned the same weights for two seeds: it must build a new, "
+            "randomly initialised model (no loaded checkpoints)."
+        )
     return models
 
 
 def _fresh_module_within(make_model: Callable[[], torch.nn.Module], max_parameters: int) -> torch.nn.Module:
     """A fresh ``torch.nn.Module`` from ``make_model()`` (``_fresh_models``) with 1 ... ``max_parameters``
     parameters; an AssertionError that says what is wrong otherwise."""
+
     def is_module(model):
         if not isinstance(model, torch.nn.Module):
             raise AssertionError(f"make_model() should return a torch.nn.Module, it returned {type(model).__name__}.")

@@ -41,8 +41,12 @@ from .measured import _measured, quick_mode
 
 # read-only: no notebook raises its own budget
 SDS_BUDGET = MappingProxyType({"max_steps": 400, "max_guidance_scale": 100.0, "max_lr": 1.0})
-SDS_PROMPTS = ("a large green circle at the bottom left", "a small yellow square at the center",
-               "a large red triangle at the top right", "a small blue cross at the bottom right")
+SDS_PROMPTS = (
+    "a large green circle at the bottom left",
+    "a small yellow square at the center",
+    "a large red triangle at the top right",
+    "a small blue cross at the bottom right",
+)
 SDS_STARTS = 4  # random starting latents per prompt
 QUICK = {"prompts": 2, "starts": 1, "max_steps": 5}  # quick mode: CI plumbing only
 
@@ -54,8 +58,12 @@ def check_sds_settings(settings: dict) -> dict:
     model alone), ``lr`` (Adam's learning rate, in (0, max_lr]), ``steps`` (an int in [1, max_steps]) and ``t_range``
     (``[t_min, t_max]``, fractions of the schedule with 0 < t_min < t_max < 1; DreamFusion's is [0.02, 0.98]).
     """
-    assert_settings(settings, "SDS", ("guidance_scale", "lr", "steps", "t_range"),
-                    '{"guidance_scale": 100.0, "lr": 0.03, "steps": 200, "t_range": [0.02, 0.98]}')
+    assert_settings(
+        settings,
+        "SDS",
+        ("guidance_scale", "lr", "steps", "t_range"),
+        '{"guidance_scale": 100.0, "lr": 0.03, "steps": 200, "t_range": [0.02, 0.98]}',
+    )
     b = SDS_BUDGET
     omega, lr, steps, t_range = settings["guidance_scale"], settings["lr"], settings["steps"], settings["t_range"]
 
@@ -66,8 +74,10 @@ def check_sds_settings(settings: dict) -> dict:
 
     omega, lr = number("guidance_scale", omega), number("lr", lr)
     if not 1.0 <= omega <= b["max_guidance_scale"]:
-        raise AssertionError(f"SDS: guidance_scale must be in [1, {b['max_guidance_scale']:g}] (1 = the conditional "
-                             f"model alone, DreamFusion uses 100), got {omega!r}.")
+        raise AssertionError(
+            f"SDS: guidance_scale must be in [1, {b['max_guidance_scale']:g}] (1 = the conditional "
+            f"model alone, DreamFusion uses 100), got {omega!r}."
+        )
     if not 0.0 < lr <= b["max_lr"]:
         raise AssertionError(f"SDS: lr must be in (0, {b['max_lr']:g}], got {lr!r}.")
     if not isinstance(steps, int) or isinstance(steps, bool) or not 1 <= steps <= b["max_steps"]:
@@ -76,8 +86,10 @@ def check_sds_settings(settings: dict) -> dict:
         raise AssertionError(f"SDS: t_range must be a list [t_min, t_max], got {t_range!r}.")
     lo, hi = number("t_range[0]", t_range[0]), number("t_range[1]", t_range[1])
     if not 0.0 < lo < hi < 1.0:
-        raise AssertionError(f"SDS: t_range must satisfy 0 < t_min < t_max < 1 (fractions of the schedule), got "
-                             f"{list(t_range)}; DreamFusion uses [0.02, 0.98].")
+        raise AssertionError(
+            f"SDS: t_range must satisfy 0 < t_min < t_max < 1 (fractions of the schedule), got "
+            f"{list(t_range)}; DreamFusion uses [0.02, 0.98]."
+        )
     return {"guidance_scale": omega, "lr": lr, "steps": steps, "t_range": (lo, hi)}
 
 
@@ -99,7 +111,7 @@ def sds_adherence(settings: dict, *, seed: int = 0) -> dict:
     def run() -> dict:
         cfg = check_sds_settings(settings)
         quick = quick_mode()
-        prompts = SDS_PROMPTS[:QUICK["prompts"]] if quick else SDS_PROMPTS
+        prompts = SDS_PROMPTS[: QUICK["prompts"]] if quick else SDS_PROMPTS
         starts = QUICK["starts"] if quick else SDS_STARTS
         steps = min(cfg["steps"], QUICK["max_steps"]) if quick else cfg["steps"]
         pipe = load_pipeline(scheduler="ddim")
@@ -108,14 +120,29 @@ def sds_adherence(settings: dict, *, seed: int = 0) -> dict:
         size, channels = pipe.unet.config.sample_size, pipe.unet.config.in_channels
         generator = torch.Generator().manual_seed(seed)
         z = torch.randn(len(captions), channels, size, size, generator=generator).requires_grad_()
-        result = score_distillation(pipe, lambda step: (z, captions), [z], steps=steps, lr=cfg["lr"],
-                                    guidance_scale=cfg["guidance_scale"], t_range=cfg["t_range"], generator=generator,
-                                    space="latent", progress=False)
+        result = score_distillation(
+            pipe,
+            lambda step: (z, captions),
+            [z],
+            steps=steps,
+            lr=cfg["lr"],
+            guidance_scale=cfg["guidance_scale"],
+            t_range=cfg["t_range"],
+            generator=generator,
+            space="latent",
+            progress=False,
+        )
         scores = adherence(judge, result.images, captions)
         colours = [COLOURS[parse_caption(c)["colour"]] for c in captions]
         error = colour_error(result.images, colours).mean().item()
-        return {**scores, "colour_error": error, "steps": steps, "images": len(captions),
-                "sds_s": round(result.wall_time_s, 1), "quick": quick}
+        return {
+            **scores,
+            "colour_error": error,
+            "steps": steps,
+            "images": len(captions),
+            "sds_s": round(result.wall_time_s, 1),
+            "quick": quick,
+        }
 
     key = ("sds_adherence", json.dumps(settings, sort_keys=True, default=str), seed, quick_mode())
     return _measured(key, run)

@@ -30,26 +30,38 @@ def check_vae_config(make_model: Callable[[], torch.nn.Module], config: dict) ->
     from ..vae import VAE
 
     if not callable(make_model):
-        raise AssertionError("make_model should be a function that returns a new VAE; it is "
-                             f"{type(make_model).__name__}.")
+        raise AssertionError(
+            f"make_model should be a function that returns a new VAE; it is {type(make_model).__name__}."
+        )
     if not isinstance(config, dict) or set(config) != {"steps", "batch_size", "lr"}:
-        raise AssertionError("TRAIN_CONFIG should be a dict with exactly the keys steps, batch_size and lr; it is "
-                             f"{config!r}.")
+        raise AssertionError(
+            f"TRAIN_CONFIG should be a dict with exactly the keys steps, batch_size and lr; it is {config!r}."
+        )
     b = VAE_BUDGET
-    _require([(isinstance(config["steps"], int) and 1 <= config["steps"] <= b["max_steps"],
-               f"steps must be an int in 1 ... {b['max_steps']}"),
-              (isinstance(config["batch_size"], int) and 1 <= config["batch_size"] <= b["max_batch_size"],
-               f"batch_size must be an int in 1 ... {b['max_batch_size']}"),
-              (isinstance(config["lr"], float) and 0 < config["lr"] <= 0.1, "lr must be a float in (0, 0.1]")])
+    _require(
+        [
+            (
+                isinstance(config["steps"], int) and 1 <= config["steps"] <= b["max_steps"],
+                f"steps must be an int in 1 ... {b['max_steps']}",
+            ),
+            (
+                isinstance(config["batch_size"], int) and 1 <= config["batch_size"] <= b["max_batch_size"],
+                f"batch_size must be an int in 1 ... {b['max_batch_size']}",
+            ),
+            (isinstance(config["lr"], float) and 0 < config["lr"] <= 0.1, "lr must be a float in (0, 0.1]"),
+        ]
+    )
 
     def is_vae(model):
         if type(model) is not VAE:
             raise AssertionError(f"make_model() must return a course_lib.vae.VAE, not {type(model).__name__}.")
         c = model.config
         if (c.in_channels, c.image_size, c.likelihood) != (1, 16, "discretized_gaussian"):
-            raise AssertionError("the VAE must take 1-channel 16x16 images and keep "
-                                 f"likelihood='discretized_gaussian'; it has in_channels={c.in_channels}, "
-                                 f"image_size={c.image_size}, likelihood={c.likelihood!r}.")
+            raise AssertionError(
+                "the VAE must take 1-channel 16x16 images and keep "
+                f"likelihood='discretized_gaussian'; it has in_channels={c.in_channels}, "
+                f"image_size={c.image_size}, likelihood={c.likelihood!r}."
+            )
 
     n = sum(p.numel() for p in _fresh_models(make_model, is_vae)[0].parameters())
     if n > b["max_parameters"]:
@@ -57,8 +69,9 @@ def check_vae_config(make_model: Callable[[], torch.nn.Module], config: dict) ->
     return dict(config)
 
 
-def train_digits_vae(make_model: Callable[[], torch.nn.Module], config: dict, seed: int,
-                     steps: int) -> tuple[dict, dict, dict]:
+def train_digits_vae(
+    make_model: Callable[[], torch.nn.Module], config: dict, seed: int, steps: int
+) -> tuple[dict, dict, dict]:
     """The training half of ``vae_digits_elbo`` (in the grader: in the submission's process).
 
     Checks ``make_model`` and ``config`` (``check_vae_config``: a ``course_lib.vae.VAE``), trains it for ``steps``
@@ -75,12 +88,19 @@ def train_digits_vae(make_model: Callable[[], torch.nn.Module], config: dict, se
     torch.manual_seed(seed)
     model = make_model()
     x_train = quantize(digits("train", image_size=16)[0])
-    result = train_vae(model, x_train, steps=steps, batch_size=cfg["batch_size"], lr=cfg["lr"], seed=seed,
-                       device="cpu", progress=False)
+    result = train_vae(
+        model, x_train, steps=steps, batch_size=cfg["batch_size"], lr=cfg["lr"], seed=seed, device="cpu", progress=False
+    )
     ema = result.ema_model
-    return (dataclasses.asdict(ema.config), {k: v.detach().clone() for k, v in ema.state_dict().items()},
-            dict(params=sum(p.numel() for p in model.parameters()), train_s=round(result.wall_time_s, 1),
-                 final_loss=_final_loss(result)))
+    return (
+        dataclasses.asdict(ema.config),
+        {k: v.detach().clone() for k, v in ema.state_dict().items()},
+        dict(
+            params=sum(p.numel() for p in model.parameters()),
+            train_s=round(result.wall_time_s, 1),
+            final_loss=_final_loss(result),
+        ),
+    )
 
 
 def vae_digits_elbo(make_model: Callable[[], torch.nn.Module], config: dict, *, seed: int = 0) -> dict:
@@ -107,21 +127,36 @@ def vae_digits_elbo(make_model: Callable[[], torch.nn.Module], config: dict, *, 
         model = VAE(VAEConfig(**vae_config))  # the course's VAE, rebuilt from plain data: evaluated by this code
         model.load_state_dict(weights)
         c, n = model.config, sum(p.numel() for p in model.parameters())
-        if (c.in_channels, c.image_size, c.likelihood) != (1, 16, "discretized_gaussian") or \
-                n > VAE_BUDGET["max_parameters"]:
-            raise AssertionError(f"the trained VAE has {n} parameters (budget {VAE_BUDGET['max_parameters']}) and "
-                                 f"in_channels={c.in_channels}, image_size={c.image_size}, likelihood={c.likelihood!r}"
-                                 " (1, 16, 'discretized_gaussian' expected).")
+        if (c.in_channels, c.image_size, c.likelihood) != (1, 16, "discretized_gaussian") or n > VAE_BUDGET[
+            "max_parameters"
+        ]:
+            raise AssertionError(
+                f"the trained VAE has {n} parameters (budget {VAE_BUDGET['max_parameters']}) and "
+                f"in_channels={c.in_channels}, image_size={c.image_size}, likelihood={c.likelihood!r}"
+                " (1, 16, 'discretized_gaussian' expected)."
+            )
         x_test = quantize(digits("test", image_size=16)[0])
         ev = evaluate(model, x_test, generator=torch.Generator().manual_seed(seed))
-        seen = evaluate(model, quantize(digits("train", image_size=16)[0][:len(x_test)]),
-                        generator=torch.Generator().manual_seed(seed))
+        seen = evaluate(
+            model,
+            quantize(digits("train", image_size=16)[0][: len(x_test)]),
+            generator=torch.Generator().manual_seed(seed),
+        )
         if ev.bits_per_dim < seen.bits_per_dim - HELD_OUT_MARGIN:
-            raise AssertionError(f"the model codes the held-out digits in {ev.bits_per_dim:.2f} bits/dim and its own "
-                                 f"training digits in {seen.bits_per_dim:.2f}: a model fits what it was trained on "
-                                 "best, so this one has seen the held-out digits.")
-        return dict(bits_per_dim=ev.bits_per_dim, neg_elbo=ev.neg_elbo, recon=ev.recon, kl=ev.kl,
-                    train_bits_per_dim=seen.bits_per_dim, **{**stats, "params": n}, quick=quick_mode())
+            raise AssertionError(
+                f"the model codes the held-out digits in {ev.bits_per_dim:.2f} bits/dim and its own "
+                f"training digits in {seen.bits_per_dim:.2f}: a model fits what it was trained on "
+                "best, so this one has seen the held-out digits."
+            )
+        return dict(
+            bits_per_dim=ev.bits_per_dim,
+            neg_elbo=ev.neg_elbo,
+            recon=ev.recon,
+            kl=ev.kl,
+            train_bits_per_dim=seen.bits_per_dim,
+            **{**stats, "params": n},
+            quick=quick_mode(),
+        )
 
     key = ("vae_digits_elbo", id(make_model), json.dumps(config, sort_keys=True, default=str), seed, quick_mode())
     return _measured(key, run)

@@ -10,9 +10,19 @@ Chapters 1-4 live in ``recipes.digits``, chapter 5 in ``recipes.guidance``, the 
 
 from __future__ import annotations
 
-from .digits import (DDPM_DIGITS, HELD_OUT_STRATA, DDPMDigitsSettings, ddpm_digits, digit_classifier,
-                     held_out_bits_per_dim, iddpm_digits, iddpm_digits_cosine, iddpm_digits_cosine_seed1,
-                     iddpm_digits_hybrid, vae_digits)
+from .digits import (
+    DDPM_DIGITS,
+    HELD_OUT_STRATA,
+    DDPMDigitsSettings,
+    ddpm_digits,
+    digit_classifier,
+    held_out_bits_per_dim,
+    iddpm_digits,
+    iddpm_digits_cosine,
+    iddpm_digits_cosine_seed1,
+    iddpm_digits_hybrid,
+    vae_digits,
+)
 from .dreambooth import dreambooth_lora
 from .guidance import cfg_digits, cfg_digits_p20, ddpm_shapes, noisy_digit_classifier
 from .shapes import shapes_autoencoder, shapes_judge, tiny_clip, tiny_sd

@@ -21,18 +21,37 @@ def digit_classifier(steps: int = 1500, seed: int = 0) -> dict:
     config = ClassifierConfig()
     model = DigitClassifier(config)
     gen = process_generator(seed + 1)
-    result = train(model, classifier_loss_fn(gen), (x, y), steps=steps, batch_size=128, lr=2e-3,
-                   weight_decay=1e-4, ema_decay=0.995, seed=seed, device="cpu")
+    result = train(
+        model,
+        classifier_loss_fn(gen),
+        (x, y),
+        steps=steps,
+        batch_size=128,
+        lr=2e-3,
+        weight_decay=1e-4,
+        ema_decay=0.995,
+        seed=seed,
+        device="cpu",
+    )
     if not result.is_main_process:  # under accelerate launch, process 0 alone measures and saves
         return {}
     clf = result.ema_model.cpu()
     xt, yt = digits("test", image_size=16)
     neg = negatives(xt, torch.Generator().manual_seed(123))
-    metrics = {"test_accuracy": accuracy(clf, xt, yt),
-               "negatives_rejected": accuracy(clf, neg, torch.full_like(yt, NOT_A_DIGIT))}
-    save_checkpoint("digit_classifier", clf, model_kind="classifier", config=config.to_dict(),
-                    recipe="python -m course_lib.train digit_classifier", steps=steps,
-                    wall_time_s=result.wall_time_s, metrics=metrics)
+    metrics = {
+        "test_accuracy": accuracy(clf, xt, yt),
+        "negatives_rejected": accuracy(clf, neg, torch.full_like(yt, NOT_A_DIGIT)),
+    }
+    save_checkpoint(
+        "digit_classifier",
+        clf,
+        model_kind="classifier",
+        config=config.to_dict(),
+        recipe="python -m course_lib.train digit_classifier",
+        steps=steps,
+        wall_time_s=result.wall_time_s,
+        metrics=metrics,
+    )
     return metrics
 
 
@@ -55,7 +74,6 @@ class DDPMDigitsSettings:
 DDPM_DIGITS = DDPMDigitsSettings()
 
 
-
 def ema_snapshots(ema, snapshot_dir: str, name: str, every: int = 500, done: int = 0):
     """A ``train`` callback that writes the EMA weights to ``<snapshot_dir>/<name>_step<N>.safetensors`` every
     ``every`` steps (N counts ``done`` earlier steps too, for resumed runs). Not shipped: for inspecting a long
@@ -73,8 +91,14 @@ def ema_snapshots(ema, snapshot_dir: str, name: str, every: int = 500, done: int
 
     return snapshot
 
-def ddpm_digits(steps: int = DDPM_DIGITS.steps, seed: int = DDPM_DIGITS.seed, num_samples: int = 256,
-                batch_size: int = DDPM_DIGITS.batch_size, snapshot_dir: str = "runs") -> dict:
+
+def ddpm_digits(
+    steps: int = DDPM_DIGITS.steps,
+    seed: int = DDPM_DIGITS.seed,
+    num_samples: int = 256,
+    batch_size: int = DDPM_DIGITS.batch_size,
+    snapshot_dir: str = "runs",
+) -> dict:
     """DDPM (linear schedule, T = 1000, L_simple) on 16x16 digits with the default small U-Net.
 
     The training settings are ``DDPM_DIGITS`` (``steps``, ``seed`` and ``batch_size`` override them). Every 500
@@ -97,25 +121,44 @@ def ddpm_digits(steps: int = DDPM_DIGITS.steps, seed: int = DDPM_DIGITS.seed, nu
     device = default_device()
     model, ema = UNet(config), UNet(config)
     ema.load_state_dict(model.state_dict())
-    result = train(model, diffusion_loss_fn(schedule, process_generator(seed + 1)), (x,),
-                   device=device, callback=ema_snapshots(ema, snapshot_dir, "ddpm_digits"), ema_model=ema,
-                   **settings.train_kwargs())
+    result = train(
+        model,
+        diffusion_loss_fn(schedule, process_generator(seed + 1)),
+        (x,),
+        device=device,
+        callback=ema_snapshots(ema, snapshot_dir, "ddpm_digits"),
+        ema_model=ema,
+        **settings.train_kwargs(),
+    )
     if not result.is_main_process:
         return {}
     ema = result.ema_model
-    samples = ddpm_sample(ema, (num_samples, 1, 16, 16), schedule, generator=torch.Generator().manual_seed(seed),
-                          device=device)
+    samples = ddpm_sample(
+        ema, (num_samples, 1, 16, 16), schedule, generator=torch.Generator().manual_seed(seed), device=device
+    )
     report = sample_report(samples.cpu())
     metrics = {k: report[k] for k in ("recognized", "mean_confidence", "frechet", "frechet_real")}
     metrics["final_loss"] = sum(result.losses[-100:]) / 100
-    save_checkpoint("ddpm_digits", ema.cpu(), model_kind="unet", config=config.to_dict(),
-                    recipe="python -m course_lib.train ddpm_digits", steps=steps,
-                    wall_time_s=result.wall_time_s, metrics=metrics)
+    save_checkpoint(
+        "ddpm_digits",
+        ema.cpu(),
+        model_kind="unet",
+        config=config.to_dict(),
+        recipe="python -m course_lib.train ddpm_digits",
+        steps=steps,
+        wall_time_s=result.wall_time_s,
+        metrics=metrics,
+    )
     return metrics
 
 
-def iddpm_digits(variant: str = "hybrid", steps: int = DDPM_DIGITS.steps, seed: int = DDPM_DIGITS.seed,
-                 num_samples: int = 256, name: str | None = None) -> dict:
+def iddpm_digits(
+    variant: str = "hybrid",
+    steps: int = DDPM_DIGITS.steps,
+    seed: int = DDPM_DIGITS.seed,
+    num_samples: int = 256,
+    name: str | None = None,
+) -> dict:
     """Improved DDPM on 16x16 digits: the cosine schedule with L_simple ("cosine") or L_hybrid + learned Sigma.
 
     Nichol & Dhariwal 2021. Everything else is ``ddpm_digits``'s (``DDPM_DIGITS``: steps, batch, lr, warm-up,
@@ -134,8 +177,10 @@ def iddpm_digits(variant: str = "hybrid", steps: int = DDPM_DIGITS.steps, seed: 
     from ..unet import UNet, UNetConfig
 
     if variant not in ("cosine", "hybrid"):
-        raise ValueError(f"variant must be 'cosine' (cosine schedule, L_simple) or 'hybrid' (cosine, L_hybrid, "
-                         f"learned variance), got {variant!r}.")
+        raise ValueError(
+            f"variant must be 'cosine' (cosine schedule, L_simple) or 'hybrid' (cosine, L_hybrid, "
+            f"learned variance), got {variant!r}."
+        )
     settings = replace(DDPM_DIGITS, steps=steps, seed=seed)
     name, learned = name or f"iddpm_digits_{variant}", variant == "hybrid"
     torch.manual_seed(seed)
@@ -155,16 +200,28 @@ def iddpm_digits(variant: str = "hybrid", steps: int = DDPM_DIGITS.steps, seed: 
         return {}
     ema = result.ema_model.cpu().eval()
     variance = "learned_range" if learned else "fixed_small"
-    samples = ddpm_sample(ema, (num_samples, 1, 16, 16), schedule, variance=variance,
-                          generator=torch.Generator().manual_seed(seed))
+    samples = ddpm_sample(
+        ema, (num_samples, 1, 16, 16), schedule, variance=variance, generator=torch.Generator().manual_seed(seed)
+    )
     report = sample_report(samples.clamp(-1, 1))
     metrics = {k: report[k] for k in ("recognized", "mean_confidence", "frechet", "frechet_real")}
-    metrics |= {"final_loss": sum(result.losses[-100:]) / 100, **held_out_bits_per_dim(ema, variance, seed),
-                "schedule": "cosine", "variance": variance,
-                "loss": "l_hybrid (lambda 0.001)" if learned else "l_simple"}
-    save_checkpoint(name, ema, model_kind="unet", config=config.to_dict(),
-                    recipe=f"python -m course_lib.train {name}", steps=steps, wall_time_s=result.wall_time_s,
-                    metrics=metrics)
+    metrics |= {
+        "final_loss": sum(result.losses[-100:]) / 100,
+        **held_out_bits_per_dim(ema, variance, seed),
+        "schedule": "cosine",
+        "variance": variance,
+        "loss": "l_hybrid (lambda 0.001)" if learned else "l_simple",
+    }
+    save_checkpoint(
+        name,
+        ema,
+        model_kind="unet",
+        config=config.to_dict(),
+        recipe=f"python -m course_lib.train {name}",
+        steps=steps,
+        wall_time_s=result.wall_time_s,
+        metrics=metrics,
+    )
     return metrics
 
 
@@ -184,10 +241,19 @@ def held_out_bits_per_dim(model, variance: str, seed: int = DDPM_DIGITS.seed) ->
     from ..schedules import get_schedule
 
     x_test = quantize(digits("test", image_size=16)[0])
-    vlb = vlb_bits_per_dim(model, x_test, get_schedule("cosine", 1000), strata=timestep_strata(1000, **HELD_OUT_STRATA),
-                           variance=variance, generator=torch.Generator().manual_seed(seed))
-    return {"test_bits_per_dim": vlb.bits_per_dim, "test_bits_per_dim_stderr": vlb.stderr_bits_per_dim,
-            "test_bits_per_dim_strata": f"timestep_strata(1000, {HELD_OUT_STRATA})"}
+    vlb = vlb_bits_per_dim(
+        model,
+        x_test,
+        get_schedule("cosine", 1000),
+        strata=timestep_strata(1000, **HELD_OUT_STRATA),
+        variance=variance,
+        generator=torch.Generator().manual_seed(seed),
+    )
+    return {
+        "test_bits_per_dim": vlb.bits_per_dim,
+        "test_bits_per_dim_stderr": vlb.stderr_bits_per_dim,
+        "test_bits_per_dim_strata": f"timestep_strata(1000, {HELD_OUT_STRATA})",
+    }
 
 
 def iddpm_digits_cosine(steps: int = DDPM_DIGITS.steps, seed: int = DDPM_DIGITS.seed) -> dict:
@@ -224,10 +290,17 @@ def vae_digits(steps: int = 2000, seed: int = 0, names: tuple[str, ...] | None =
 
     x_train, x_test = (quantize(digits(split, image_size=16)[0]) for split in ("train", "test"))
     small = {"channels": (16, 32, 32), "blocks_per_level": 0}
-    runs = {"vae_digits": (VAEConfig(latent_dim=16, **small), 1.0),
-            "vae_digits_2d": (VAEConfig(latent_dim=2, **small), 1.0)}
-    for name, beta in [("vae_digits_beta_1", 1.0), ("vae_digits_beta_1e-1", 0.1), ("vae_digits_beta_1e-2", 0.01),
-                       ("vae_digits_beta_1e-3", 1e-3), ("vae_digits_ldm", 1e-6)]:
+    runs = {
+        "vae_digits": (VAEConfig(latent_dim=16, **small), 1.0),
+        "vae_digits_2d": (VAEConfig(latent_dim=2, **small), 1.0),
+    }
+    for name, beta in [
+        ("vae_digits_beta_1", 1.0),
+        ("vae_digits_beta_1e-1", 0.1),
+        ("vae_digits_beta_1e-2", 0.01),
+        ("vae_digits_beta_1e-3", 1e-3),
+        ("vae_digits_ldm", 1e-6),
+    ]:
         runs[name] = (VAEConfig(latent_channels=4, **small), beta)
 
     all_metrics = {}
@@ -248,16 +321,34 @@ def vae_digits(steps: int = 2000, seed: int = 0, names: tuple[str, ...] | None =
         test, train_report = evaluate(model, x_test, generator=gen), evaluate(model, x_train, generator=gen)
         report = sample_report(model.sample(256, generator=gen).clamp(-1, 1))
         every = max(1, steps // 40)  # the training curve, averaged over windows of `every` steps
-        curve = [{"step": s + every, **{k: sum(h[k] for h in history[s:s + every]) / every for k in ("recon", "kl")}}
-                 for s in range(0, steps - every + 1, every)]
-        metrics = {"beta": beta, "test_neg_elbo_nats": test.neg_elbo, "test_bits_per_dim": test.bits_per_dim,
-                   "test_recon_nats": test.recon, "test_kl_nats": test.kl, "test_mse": test.mse,
-                   "train_neg_elbo_nats": train_report.neg_elbo, "latent_std": latents.std().item(),
-                   "sample_recognized": report["recognized"], "sample_confidence": report["mean_confidence"],
-                   "sample_frechet": report["frechet"], "curve": curve}
-        save_checkpoint(name, model, model_kind="vae", config=model.config.to_dict(),
-                        recipe="python -m course_lib.train vae_digits", steps=steps,
-                        wall_time_s=result.wall_time_s, metrics=metrics)
+        curve = [
+            {"step": s + every, **{k: sum(h[k] for h in history[s : s + every]) / every for k in ("recon", "kl")}}
+            for s in range(0, steps - every + 1, every)
+        ]
+        metrics = {
+            "beta": beta,
+            "test_neg_elbo_nats": test.neg_elbo,
+            "test_bits_per_dim": test.bits_per_dim,
+            "test_recon_nats": test.recon,
+            "test_kl_nats": test.kl,
+            "test_mse": test.mse,
+            "train_neg_elbo_nats": train_report.neg_elbo,
+            "latent_std": latents.std().item(),
+            "sample_recognized": report["recognized"],
+            "sample_confidence": report["mean_confidence"],
+            "sample_frechet": report["frechet"],
+            "curve": curve,
+        }
+        save_checkpoint(
+            name,
+            model,
+            model_kind="vae",
+            config=model.config.to_dict(),
+            recipe="python -m course_lib.train vae_digits",
+            steps=steps,
+            wall_time_s=result.wall_time_s,
+            metrics=metrics,
+        )
         all_metrics[name] = {k: v for k, v in metrics.items() if k != "curve"}
         print(name, all_metrics[name], flush=True)
     return all_metrics

@@ -16,8 +16,14 @@ def dreambooth_lora(steps: int = 300, seed: int = 0) -> dict:
     ``dreambooth.evaluate_dreambooth`` (32 samples per subject prompt, 30 ordinary held-out prompts).
     """
     from ..checkpoints import save_checkpoint
-    from ..dreambooth import (CLASS_PROMPT, INSTANCE_PROMPT, dreambooth_data, evaluate_dreambooth,
-                              subject_and_prior, train_dreambooth)
+    from ..dreambooth import (
+        CLASS_PROMPT,
+        INSTANCE_PROMPT,
+        dreambooth_data,
+        evaluate_dreambooth,
+        subject_and_prior,
+        train_dreambooth,
+    )
     from ..judge import ShapesJudge
     from ..lora import lora_config, lora_state_dict
     from ..text_to_image import held_out_captions, load_pipeline
@@ -25,15 +31,31 @@ def dreambooth_lora(steps: int = 300, seed: int = 0) -> dict:
     pipe = load_pipeline(scheduler="ddim")
     subject, prior = subject_and_prior(pipe, n_prior=N_PRIOR)
     data = dreambooth_data(pipe, subject, prior)
-    result = train_dreambooth(pipe, data, prior_weight=PRIOR_WEIGHT, rank=RANK, steps=steps, lr=LR,
-                              batch_size=BATCH, seed=seed, progress=True)
-    scores, _ = evaluate_dreambooth(pipe, ShapesJudge.from_pretrained(), held_out_captions()[:N_ORDINARY],
-                                    samples=SAMPLES)
+    result = train_dreambooth(
+        pipe, data, prior_weight=PRIOR_WEIGHT, rank=RANK, steps=steps, lr=LR, batch_size=BATCH, seed=seed, progress=True
+    )
+    scores, _ = evaluate_dreambooth(
+        pipe, ShapesJudge.from_pretrained(), held_out_captions()[:N_ORDINARY], samples=SAMPLES
+    )
     metrics = {**scores, "final_loss": sum(result.losses[-20:]) / len(result.losses[-20:])}
-    config = {**lora_config(pipe.unet), "instance_prompt": INSTANCE_PROMPT, "class_prompt": CLASS_PROMPT,
-              "prior_weight": PRIOR_WEIGHT, "lr": LR, "batch_size": BATCH, "seed": seed,
-              "prior_images": f"{N_PRIOR} unguided DDIM-20 samples of {CLASS_PROMPT!r}, generator seed 1"}
-    save_checkpoint("dreambooth_lora", lora_state_dict(pipe.unet, prefix="unet"), model_kind="lora", config=config,
-                    recipe="python -m course_lib.train dreambooth_lora", steps=steps,
-                    wall_time_s=result.wall_time_s, metrics=metrics)
+    config = {
+        **lora_config(pipe.unet),
+        "instance_prompt": INSTANCE_PROMPT,
+        "class_prompt": CLASS_PROMPT,
+        "prior_weight": PRIOR_WEIGHT,
+        "lr": LR,
+        "batch_size": BATCH,
+        "seed": seed,
+        "prior_images": f"{N_PRIOR} unguided DDIM-20 samples of {CLASS_PROMPT!r}, generator seed 1",
+    }
+    save_checkpoint(
+        "dreambooth_lora",
+        lora_state_dict(pipe.unet, prefix="unet"),
+        model_kind="lora",
+        config=config,
+        recipe="python -m course_lib.train dreambooth_lora",
+        steps=steps,
+        wall_time_s=result.wall_time_s,
+        metrics=metrics,
+    )
     return metrics

@@ -33,18 +33,29 @@ def main(argv: list[str] | None = None) -> int:
     protect([source / "tests", results, root / "submission"])
     if len(notebooks) != 1:
         found = ", ".join(p.name for p in notebooks) or "none"
-        (results / "results.json").write_text(json.dumps({
-            "score": 0, "output": f"Upload exactly one .ipynb file (found: {found})."}))
+        (results / "results.json").write_text(
+            json.dumps({"score": 0, "output": f"Upload exactly one .ipynb file (found: {found})."})
+        )
         return 0
     graded = grade_notebook(notebooks[0], source, refused=REFERENCE_ANSWERS.get(set_name, []))
-    tests = [{"name": q, "score": graded.scores.get(q, 0.0), "max_score": p, "visibility": "after_published",
-              "output": "passed" if graded.scores.get(q, 0.0) >= p else graded.reasons.get(q, graded.error or "failed")}
-             for q, p in graded.possible.items()]
+    tests = [
+        {
+            "name": q,
+            "score": graded.scores.get(q, 0.0),
+            "max_score": p,
+            "visibility": "after_published",
+            "output": "passed" if graded.scores.get(q, 0.0) >= p else graded.reasons.get(q, graded.error or "failed"),
+        }
+        for q, p in graded.possible.items()
+    ]
     output = [f"Graded in {graded.seconds:.0f} s; {graded.isolation}."]
     if graded.error:
         output.append(graded.error)
-    (results / "results.json").write_text(json.dumps({"score": round(sum(graded.scores.values()), 6),
-                                                      "output": " ".join(output), "tests": tests}, indent=2))
+    (results / "results.json").write_text(
+        json.dumps(
+            {"score": round(sum(graded.scores.values()), 6), "output": " ".join(output), "tests": tests}, indent=2
+        )
+    )
     print(" ".join(output))
     return 0
 

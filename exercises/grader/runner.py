@@ -120,9 +120,15 @@ def _message(e: BaseException) -> str:
     return " ".join(text.split())[:400]
 
 
-def grade_notebook(notebook: Path, bundle: Path, *, cell_timeout: float | None = None,
-                   test_timeout: float | None = None, total_timeout: float = 1800.0,
-                   refused: list[str] = ()) -> Graded:
+def grade_notebook(
+    notebook: Path,
+    bundle: Path,
+    *,
+    cell_timeout: float | None = None,
+    test_timeout: float | None = None,
+    total_timeout: float = 1800.0,
+    refused: list[str] = (),
+) -> Graded:
     """Grade ``notebook`` with the tests of ``bundle``; never raises for a bad submission.
 
     Limits (seconds of wall clock): each cell ``cell_timeout`` and each test ``test_timeout`` (default: the bundle's
@@ -162,13 +168,15 @@ def grade_notebook(notebook: Path, bundle: Path, *, cell_timeout: float | None =
                 left = deadline - time.monotonic()
                 if left <= 1:
                     reasons[test.name] = f"not graded: the whole run passed its limit of {total_timeout:g} s"
-                    graded.error = graded.error or f"grading stopped after {total_timeout:g} s (the whole notebook's limit)"
+                    graded.error = (
+                        graded.error or f"grading stopped after {total_timeout:g} s (the whole notebook's limit)"
+                    )
                     continue
                 limit = min(float(question_timeouts.get(test.name, test_timeout)), left)
                 earned, why = 0.0, ""
                 for case in test.test_cases:
                     box.deadline = time.monotonic() + limit  # the submission's side stops itself at the limit,
-                    try:                                     # this side 10 s later (then the process is killed)
+                    try:  # this side 10 s later (then the process is killed)
                         with time_limit(limit + 10):
                             case.body.call_func(env)
                         earned += case.points or 0.0

@@ -59,17 +59,23 @@ def _reachable_by_others(path: Path) -> bool:
 def _python_for_others() -> str:
     """A Python of this version that an unprivileged user can run (this one, or a system one of the same version)."""
     major, minor = sys.version_info[:2]
-    candidates = [Path(os.path.realpath(sys.executable)), Path(f"/usr/bin/python{major}.{minor}"),
-                  Path(f"/usr/local/bin/python{major}.{minor}")]
+    candidates = [
+        Path(os.path.realpath(sys.executable)),
+        Path(f"/usr/bin/python{major}.{minor}"),
+        Path(f"/usr/local/bin/python{major}.{minor}"),
+    ]
     for c in candidates:
         if c.exists() and _reachable_by_others(c):
-            out = subprocess.run([str(c), "-I", "-S", "-c", "import sys; print(sys.version_info[:2])"],
-                                 capture_output=True, text=True)
+            out = subprocess.run(
+                [str(c), "-I", "-S", "-c", "import sys; print(sys.version_info[:2])"], capture_output=True, text=True
+            )
             if out.stdout.strip() == str((major, minor)):
                 return str(c)
-    raise RuntimeError(f"no Python {major}.{minor} that an unprivileged user can run: {sys.executable} lies under a "
-                       "folder only its owner can enter (e.g. /root). Install Python "
-                       f"{major}.{minor} system-wide (e.g. /usr/bin/python{major}.{minor}) or grade as a non-root user.")
+    raise RuntimeError(
+        f"no Python {major}.{minor} that an unprivileged user can run: {sys.executable} lies under a "
+        "folder only its owner can enter (e.g. /root). Install Python "
+        f"{major}.{minor} system-wide (e.g. /usr/bin/python{major}.{minor}) or grade as a non-root user."
+    )
 
 
 def make_reachable(paths: list[Path]) -> list[str]:
@@ -87,8 +93,10 @@ def make_reachable(paths: list[Path]) -> list[str]:
             if mode & stat.S_IXOTH:
                 continue
             if folder.stat().st_uid != os.geteuid():
-                raise RuntimeError(f"{folder} (mode {stat.filemode(mode)}) stops the submission's user from reaching "
-                                   f"{path}; let others pass through it (chmod o+x) or install the course elsewhere.")
+                raise RuntimeError(
+                    f"{folder} (mode {stat.filemode(mode)}) stops the submission's user from reaching "
+                    f"{path}; let others pass through it (chmod o+x) or install the course elsewhere."
+                )
             folder.chmod(mode | stat.S_IXOTH)
             changed.append(str(folder))
     return changed
@@ -154,16 +162,26 @@ def protect(paths: list[Path]) -> list[str]:
 class Sandbox:
     """One submission's process. Use as a context manager; ``close`` kills everything it started."""
 
-    def __init__(self, *, cpu_s: float = 1800, memory_gb: float = 16, threads: int = 1, max_processes: int = 128,
-                 file_mb: int = 64):
-        self.limits = dict(cpu_s=cpu_s, memory_gb=memory_gb, threads=threads, max_processes=max_processes,
-                           file_mb=file_mb)
+    def __init__(
+        self,
+        *,
+        cpu_s: float = 1800,
+        memory_gb: float = 16,
+        threads: int = 1,
+        max_processes: int = 128,
+        file_mb: int = 64,
+    ):
+        self.limits = dict(
+            cpu_s=cpu_s, memory_gb=memory_gb, threads=threads, max_processes=max_processes, file_mb=file_mb
+        )
         self.root = os.geteuid() == 0
         self.uid = _free_uid() if self.root else os.geteuid()
-        self.isolation = ("isolated: the submission runs as uid {uid}, in a fresh folder, with process-wide limits"
-                          if self.root else
-                          "NOT ISOLATED: the grader is not root and cannot run the submission as another user, so the "
-                          "submission can read and write what you can (grade as root, e.g. in a container, to isolate it)")
+        self.isolation = (
+            "isolated: the submission runs as uid {uid}, in a fresh folder, with process-wide limits"
+            if self.root
+            else "NOT ISOLATED: the grader is not root and cannot run the submission as another user, so the "
+            "submission can read and write what you can (grade as root, e.g. in a container, to isolate it)"
+        )
         self.isolation = self.isolation.format(uid=self.uid)
         self.proc: subprocess.Popen | None = None
         self.dead: str = ""
@@ -194,11 +212,21 @@ class Sandbox:
             make_reachable([Path(python), *map(Path, _site_dirs()), Path(course_lib.__file__).parent, WORKER])
         parent, child = socket.socketpair()
         self.sock = parent
-        env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(self.work), "LANG": "C.UTF-8",
-               "MPLBACKEND": "Agg", "MPLCONFIGDIR": str(self.work / ".matplotlib"), "PYTHONDONTWRITEBYTECODE": "1",
-               "OMP_NUM_THREADS": str(self.limits["threads"]), "MKL_NUM_THREADS": str(self.limits["threads"]),
-               "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
-               "PYDEVD_DISABLE_FILE_VALIDATION": "1", "TQDM_DISABLE": "1"}
+        env = {
+            "PATH": "/usr/local/bin:/usr/bin:/bin",
+            "HOME": str(self.work),
+            "LANG": "C.UTF-8",
+            "MPLBACKEND": "Agg",
+            "MPLCONFIGDIR": str(self.work / ".matplotlib"),
+            "PYTHONDONTWRITEBYTECODE": "1",
+            "OMP_NUM_THREADS": str(self.limits["threads"]),
+            "MKL_NUM_THREADS": str(self.limits["threads"]),
+            "HF_HUB_OFFLINE": "1",
+            "TRANSFORMERS_OFFLINE": "1",
+            "HF_DATASETS_OFFLINE": "1",
+            "PYDEVD_DISABLE_FILE_VALIDATION": "1",
+            "TQDM_DISABLE": "1",
+        }
         limits = self.limits
 
         def preexec():  # in the child, before exec: limits that bind the whole process and everything it starts
@@ -215,10 +243,18 @@ class Sandbox:
 
         self.log = open(self.private / "output.log", "w+b")
         kwargs = dict(user=self.uid, group=self.uid, extra_groups=[]) if self.root else {}
-        self.proc = subprocess.Popen([python, "-I", "-S", str(WORKER), str(child.fileno()), *_site_dirs()],
-                                     cwd=self.work, env=env, stdin=subprocess.DEVNULL, stdout=self.log,
-                                     stderr=subprocess.STDOUT, pass_fds=(child.fileno(),), start_new_session=True,
-                                     preexec_fn=preexec, **kwargs)
+        self.proc = subprocess.Popen(
+            [python, "-I", "-S", str(WORKER), str(child.fileno()), *_site_dirs()],
+            cwd=self.work,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            pass_fds=(child.fileno(),),
+            start_new_session=True,
+            preexec_fn=preexec,
+            **kwargs,
+        )
         child.close()
 
     def close(self) -> None:
@@ -398,8 +434,8 @@ class Sandbox:
             callback_id, out, inputs, leaves = self.kept[header["call_id"]]
             grad_out = self._decode(header["grad"], blobs)
             grads = torch.autograd.grad(out, inputs + leaves, grad_out, allow_unused=True, retain_graph=True)
-            self.pending[-1].append((callback_id, leaves, grads[len(inputs):]))
-            data, rblobs = self._encode(tuple(grads[:len(inputs)]))
+            self.pending[-1].append((callback_id, leaves, grads[len(inputs) :]))
+            data, rblobs = self._encode(tuple(grads[: len(inputs)]))
             wire.send(self.sock, {"ok": True, "value": data}, rblobs)
         except Exception as e:  # noqa: BLE001
             wire.send(self.sock, {"ok": False, "error": f"{type(e).__name__}: {e}"[:400]})
@@ -440,8 +476,17 @@ class Sandbox:
         try:
             outputs: list = []
             (value, extra), reply = self.request(
-                {"op": "call", "target": spec, "args": data, "timeout": timeout,
-                 "grad_enabled": torch.is_grad_enabled()}, blobs, timeout, grad_tensors=outputs)
+                {
+                    "op": "call",
+                    "target": spec,
+                    "args": data,
+                    "timeout": timeout,
+                    "grad_enabled": torch.is_grad_enabled(),
+                },
+                blobs,
+                timeout,
+                grad_tensors=outputs,
+            )
         finally:
             pending = self.pending.pop()
         tensors = [a for a in args if isinstance(a, torch.Tensor)]
@@ -488,8 +533,9 @@ class Sandbox:
         """``fn(*args, **kwargs)`` in the submission's process (a ``course_lib.grading`` function, by name)."""
         name = f"{fn.__module__}:{fn.__qualname__}"
         data, blobs = self._encode((tuple(args), dict(kwargs)))
-        (value, _), _ = self.request({"op": "run_function", "function": name, "args": data, "timeout": timeout},
-                                     blobs, timeout)
+        (value, _), _ = self.request(
+            {"op": "run_function", "function": name, "args": data, "timeout": timeout}, blobs, timeout
+        )
         return value
 
 

@@ -44,8 +44,9 @@ def _tensor_from(blob: bytes):
     return load(blob)["t"]
 
 
-def encode(obj: Any, other: Callable[[Any, Callable], Any] | None = None,
-           grad_tensors: list | None = None) -> tuple[Any, list[bytes]]:
+def encode(
+    obj: Any, other: Callable[[Any, Callable], Any] | None = None, grad_tensors: list | None = None
+) -> tuple[Any, list[bytes]]:
     """(JSON-able structure, blobs) for ``obj``; ``other`` handles values that are not plain data.
 
     With ``grad_tensors`` (a list), a tensor that requires grad is marked ``"$grad": true`` and appended to it, in
@@ -74,8 +75,9 @@ def encode(obj: Any, other: Callable[[Any, Callable], Any] | None = None,
             pairs = []
             for k, v in list(x.items()):
                 if not _plain_key(k):
-                    raise WireError(f"a dict key of type {type(k).__name__} (keys must be numbers, strings or "
-                                    "tuples of them)")
+                    raise WireError(
+                        f"a dict key of type {type(k).__name__} (keys must be numbers, strings or tuples of them)"
+                    )
                 pairs.append([enc(k, depth + 1), enc(v, depth + 1)])
             return {"$dict": pairs}
         if _is_tensor(x):
@@ -103,12 +105,17 @@ def encode(obj: Any, other: Callable[[Any, Callable], Any] | None = None,
     return enc(obj), blobs
 
 
-def decode(data: Any, blobs: list[bytes], other: Callable[[dict, Callable], Any] | None = None,
-           grad_tensors: list | None = None) -> Any:
+def decode(
+    data: Any,
+    blobs: list[bytes],
+    other: Callable[[dict, Callable], Any] | None = None,
+    grad_tensors: list | None = None,
+) -> Any:
     """The value ``encode`` described; ``other`` turns markers it does not know (handles, callbacks) into objects.
 
     A tensor marked ``"$grad"`` arrives as a leaf that requires grad (appended to ``grad_tensors`` when given).
     """
+
     def dec(x):
         if x is None or isinstance(x, (bool, int, float, str)):
             return x
@@ -212,6 +219,7 @@ def _torch():
 
 
 # --- framing ---------------------------------------------------------------------------------------------
+
 
 def send(sock: socket.socket, header: dict, blobs: list[bytes] = ()) -> None:
     """One message: the header's length and bytes, the number of blobs, each blob's length and bytes."""

@@ -163,8 +163,14 @@ class Worker:
         for i, (t, (values, requires_grad, had_grad)) in enumerate(zip(tensors, before)):
             same = t.shape == values.shape and torch.equal(t.detach(), values)
             if not same or t.requires_grad != requires_grad or (t.grad is not None) != had_grad:
-                changed.append([i, None if same else t.detach().clone(), bool(t.requires_grad),
-                                None if t.grad is None else t.grad.detach().clone()])
+                changed.append(
+                    [
+                        i,
+                        None if same else t.detach().clone(),
+                        bool(t.requires_grad),
+                        None if t.grad is None else t.grad.detach().clone(),
+                    ]
+                )
         backward_called = [cb.callback_id for cb in _CALLBACKS_OF_CALL if cb.anchor.grad is not None]
         self.reply(value, outputs=[], changed=changed, backward_called=backward_called)
 
@@ -185,9 +191,10 @@ class Worker:
         inputs = leaves + [a for a in anchors if a.requires_grad]
         if not pairs or not inputs:
             return self.reply([None] * len(leaves))
-        got = torch.autograd.grad([o for o, _ in pairs], inputs, [g for _, g in pairs], allow_unused=True,
-                                  retain_graph=True)
-        self.reply(list(got[:len(leaves)]))
+        got = torch.autograd.grad(
+            [o for o, _ in pairs], inputs, [g for _, g in pairs], allow_unused=True, retain_graph=True
+        )
+        self.reply(list(got[: len(leaves)]))
 
     def run_function(self, header: dict, blobs: list[bytes]) -> None:
         import importlib
@@ -270,7 +277,7 @@ def _make_callback(worker: "Worker", marker: dict, dec):
         @staticmethod
         def backward(ctx, grad_out):
             grads = ctx.cb.vjp(ctx.call_id, grad_out)
-            return (None, None, None, torch.zeros(()), *(list(grads) + [None] * ctx.n)[:ctx.n])
+            return (None, None, None, torch.zeros(()), *(list(grads) + [None] * ctx.n)[: ctx.n])
 
     class Callback(torch.nn.Module):
         def __init__(self, callback_id: int, parameters: list, requires_grad: list):
@@ -284,8 +291,9 @@ def _make_callback(worker: "Worker", marker: dict, dec):
             leaves: list = []
             grad = torch.is_grad_enabled()
             data, blobs = worker.encode((tuple(args), dict(kwargs)), grad_tensors=leaves if grad else None)
-            worker.wire.send(worker.sock, {"op": "callback", "id": self.callback_id, "args": data,
-                                           "grad_enabled": grad}, blobs)
+            worker.wire.send(
+                worker.sock, {"op": "callback", "id": self.callback_id, "args": data, "grad_enabled": grad}, blobs
+            )
             header, rblobs = worker.wire.recv(worker.sock)
             if not header.get("ok"):
                 raise RuntimeError(header.get("error", "the grader's function failed"))
@@ -331,8 +339,10 @@ def refuse(names: list[str]) -> list[str]:
             if os.path.abspath(caller).startswith(library):
                 return __original(*args, **kwargs)
             dotted = __name.replace(":", ".")
-            raise PermissionError(f"{dotted} is the course's answer to a question of this set, and graded code may "
-                                  "not call it: write the formula yourself (exercises/README.md, Rules).")
+            raise PermissionError(
+                f"{dotted} is the course's answer to a question of this set, and graded code may "
+                "not call it: write the formula yourself (exercises/README.md, Rules)."
+            )
 
         functools.update_wrapper(guard, original)
         for module in list(sys.modules.values()):
@@ -350,7 +360,7 @@ class _CappedStream:
     def write(self, text) -> int:
         text = str(text)
         if self.left > 0:
-            self.stream.write(text[:self.left])
+            self.stream.write(text[: self.left])
             self.left -= len(text)
             if self.left <= 0:
                 self.stream.write("\n[output cut: the grader keeps the first 1,000,000 characters]\n")

@@ -67,8 +67,11 @@ def parse_questions(nb) -> list[dict]:
 def _public_course_text() -> str:
     """The chapters' cells and the library's source (not the grader): public, so no line of them is a secret (a
     seeded generator a chapter shows, a line of library source a page prints)."""
-    chapters = ["".join(c["source"]) for p in sorted((REPO / "chapters").glob("*/*.ipynb"))
-                for c in json.loads(p.read_text())["cells"]]
+    chapters = [
+        "".join(c["source"])
+        for p in sorted((REPO / "chapters").glob("*/*.ipynb"))
+        for c in json.loads(p.read_text())["cells"]
+    ]
     library = [p.read_text() for p in sorted((REPO / "course_lib").rglob("*.py")) if "grading" not in p.parts]
     return "\n".join([*chapters, *library])
 
@@ -111,8 +114,9 @@ def leaks(secrets: set[str], root: Path) -> list[str]:
     for path in sorted(p for p in root.rglob("*") if p.is_file() and p.suffix in TEXT_SUFFIXES):
         text = path.read_text(errors="ignore")
         text += json.dumps(text)  # also catch lines stored with JSON escapes inside .ipynb / .js files
-        found += [f"{path.relative_to(root)}: {line}" for line in secrets if line in text
-                  or json.dumps(line)[1:-1] in text]
+        found += [
+            f"{path.relative_to(root)}: {line}" for line in secrets if line in text or json.dumps(line)[1:-1] in text
+        ]
     return found
 
 
@@ -137,7 +141,9 @@ def partial_notebook(name: str, answers: dict) -> nbformat.NotebookNode:
     resolved = {}
     for key, answer in answers.items():
         if callable(answer):
-            cell = next(c for c in sol.cells if c.cell_type == "code" and re.search(rf"^(def {key}\(|{key} = )", c.source, re.M))
+            cell = next(
+                c for c in sol.cells if c.cell_type == "code" and re.search(rf"^(def {key}\(|{key} = )", c.source, re.M)
+            )
             answer = answer(cell.source)
         resolved[key] = answer
     return with_answers(nbformat.read(tools.ROOT / name / f"{name}.ipynb", as_version=4), resolved)
@@ -176,7 +182,7 @@ def build_fresh(root: Path) -> Path:
     out = root / "exercises"
     out.mkdir(exist_ok=True)
     worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
-    order = SETS[worker % len(SETS):] + SETS[:worker % len(SETS)] if worker % 2 == 0 else SETS[::-1]
+    order = SETS[worker % len(SETS) :] + SETS[: worker % len(SETS)] if worker % 2 == 0 else SETS[::-1]
     for name in order:
         stamp = root / f"exercises.{name}.master"
         digest = hashlib.sha256((tools.SOURCE / name / f"{name}.ipynb").read_bytes()).hexdigest()

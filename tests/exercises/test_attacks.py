@@ -18,91 +18,145 @@ import pytest
 
 from helpers import grade_case, tools, with_answers
 
-pytestmark = [pytest.mark.grading,
-              pytest.mark.skipif(os.geteuid() != 0, reason="isolation needs a root grader (it drops to another uid)")]
+pytestmark = [
+    pytest.mark.grading,
+    pytest.mark.skipif(os.geteuid() != 0, reason="isolation needs a root grader (it drops to another uid)"),
+]
 
 # A blank answer that returns something of the right kind, so that only the attack could earn points.
-ZEROS_DDIM = {name: f"def {name}(*args, **kwargs):\n    import torch\n    return torch.zeros(1, dtype=torch.float64)"
-              for name in ("ddim_sigma", "ddim_step", "ddim_timesteps", "ddim_invert_step", "noise_moments",
-                           "eta_of_sigma_hat", "sigma_hat_grain")}
+ZEROS_DDIM = {
+    name: f"def {name}(*args, **kwargs):\n    import torch\n    return torch.zeros(1, dtype=torch.float64)"
+    for name in (
+        "ddim_sigma",
+        "ddim_step",
+        "ddim_timesteps",
+        "ddim_invert_step",
+        "noise_moments",
+        "eta_of_sigma_hat",
+        "sigma_hat_grain",
+    )
+}
 
 FIND_REPO = "import course_lib, pathlib\nREPO = pathlib.Path(course_lib.__file__).resolve().parents[1]\n"
 
 ATTACKS = {
     # read the solutions notebook and the master, run their code (15/15 under the old grader)
-    "read_solutions": ({}, {999: FIND_REPO + (  # the last cell: after the blank answers
-        "import json\nfound = []\n"
-        "for path in [REPO / 'exercises/dist/ddim/ddim-solution.ipynb', REPO / 'exercises/source/ddim/ddim.ipynb']:\n"
-        "    try:\n"
-        "        cells = json.loads(path.read_text())['cells']\n"
-        "    except OSError as e:\n"
-        "        found.append(type(e).__name__)\n"
-        "        continue\n"
-        "    for c in cells:\n"
-        "        if c['cell_type'] == 'code' and 'def ' in ''.join(c['source']):\n"
-        "            try:\n"
-        "                exec(''.join(c['source']).replace('# BEGIN SOLUTION', ''), globals())\n"
-        "            except Exception:\n"
-        "                pass\n"
-        "pathlib.Path('PIDFILE').write_text(','.join(found))")}),
+    "read_solutions": (
+        {},
+        {
+            999: FIND_REPO
+            + (  # the last cell: after the blank answers
+                "import json\nfound = []\n"
+                "for path in [REPO / 'exercises/dist/ddim/ddim-solution.ipynb', REPO / 'exercises/source/ddim/ddim.ipynb']:\n"
+                "    try:\n"
+                "        cells = json.loads(path.read_text())['cells']\n"
+                "    except OSError as e:\n"
+                "        found.append(type(e).__name__)\n"
+                "        continue\n"
+                "    for c in cells:\n"
+                "        if c['cell_type'] == 'code' and 'def ' in ''.join(c['source']):\n"
+                "            try:\n"
+                "                exec(''.join(c['source']).replace('# BEGIN SOLUTION', ''), globals())\n"
+                "            except Exception:\n"
+                "                pass\n"
+                "pathlib.Path('PIDFILE').write_text(','.join(found))"
+            )
+        },
+    ),
     # read the hidden tests: the bundle, the grader's folders in /tmp, the course's own grading tests
-    "read_hidden_tests": ({}, {3: FIND_REPO + (
-        "import glob, zipfile\nstolen = []\n"
-        "for path in [REPO / 'exercises/dist/ddim/ddim-autograder.zip', *glob.glob('/tmp/grader-*/tests/*.py'),\n"
-        "             *glob.glob(str(REPO / 'tests/exercises/*.py')), REPO / 'tests/exercises/set_ddim.py',\n"
-        "             *glob.glob(str(REPO / '.git/objects/pack/*')), REPO / '.git/HEAD']:\n"
-        "    try:\n"
-        "        stolen.append(open(path, 'rb').read()[:10])\n"
-        "    except OSError:\n"
-        "        pass\n"
-        "pathlib.Path('PIDFILE').write_text(str(len(stolen)))")}),
+    "read_hidden_tests": (
+        {},
+        {
+            3: FIND_REPO
+            + (
+                "import glob, zipfile\nstolen = []\n"
+                "for path in [REPO / 'exercises/dist/ddim/ddim-autograder.zip', *glob.glob('/tmp/grader-*/tests/*.py'),\n"
+                "             *glob.glob(str(REPO / 'tests/exercises/*.py')), REPO / 'tests/exercises/set_ddim.py',\n"
+                "             *glob.glob(str(REPO / '.git/objects/pack/*')), REPO / '.git/HEAD']:\n"
+                "    try:\n"
+                "        stolen.append(open(path, 'rb').read()[:10])\n"
+                "    except OSError:\n"
+                "        pass\n"
+                "pathlib.Path('PIDFILE').write_text(str(len(stolen)))"
+            )
+        },
+    ),
     # a function that reads the calling test's expected value from its frame (15/15)
-    "frame_inspection": ({name: (f"def {name}(*args, **kwargs):\n    import sys\n    f = sys._getframe(1)\n"
-                                 "    while f is not None:\n"
-                                 "        for key in ('expected', 'want', 'reference', 'ref'):\n"
-                                 "            if key in f.f_locals:\n"
-                                 "                v = f.f_locals[key]\n"
-                                 "                return v(*args, **kwargs) if callable(v) else v\n"
-                                 "        f = f.f_back\n    return None")
-                          for name in ("ddim_sigma", "ddim_step", "ddim_timesteps")}, {}),
+    "frame_inspection": (
+        {
+            name: (
+                f"def {name}(*args, **kwargs):\n    import sys\n    f = sys._getframe(1)\n"
+                "    while f is not None:\n"
+                "        for key in ('expected', 'want', 'reference', 'ref'):\n"
+                "            if key in f.f_locals:\n"
+                "                v = f.f_locals[key]\n"
+                "                return v(*args, **kwargs) if callable(v) else v\n"
+                "        f = f.f_back\n    return None"
+            )
+            for name in ("ddim_sigma", "ddim_step", "ddim_timesteps")
+        },
+        {},
+    ),
     # patch the judge: comparisons, the course's checks, a torch function mode, numpy, a profile hook (13.25)
-    "patch_the_judge": (ZEROS_DDIM, {999: (
-        "import sys, numpy, torch, course_lib.grading, course_lib.grading.checks\n"
-        "from torch.overrides import TorchFunctionMode\n"
-        "for m in (course_lib.grading, course_lib.grading.checks):\n"
-        "    m.assert_close = m.assert_tensor = lambda *a, **k: None\n"
-        "torch.allclose = torch.equal = lambda *a, **k: True\n"
-        "numpy.allclose = numpy.testing.assert_allclose = lambda *a, **k: True\n"
-        "class Yes(TorchFunctionMode):\n"
-        "    def __torch_function__(self, func, types, args=(), kwargs=None):\n"
-        "        out = func(*args, **(kwargs or {}))\n"
-        "        return True if func in (torch.Tensor.__eq__, torch.allclose, torch.isclose) else out\n"
-        "Yes().__enter__()\n"
-        "sys.setprofile(lambda frame, event, arg: None)\n"
-        "import builtins\nbuiltins.isinstance = lambda *a: True")}),
+    "patch_the_judge": (
+        ZEROS_DDIM,
+        {
+            999: (
+                "import sys, numpy, torch, course_lib.grading, course_lib.grading.checks\n"
+                "from torch.overrides import TorchFunctionMode\n"
+                "for m in (course_lib.grading, course_lib.grading.checks):\n"
+                "    m.assert_close = m.assert_tensor = lambda *a, **k: None\n"
+                "torch.allclose = torch.equal = lambda *a, **k: True\n"
+                "numpy.allclose = numpy.testing.assert_allclose = lambda *a, **k: True\n"
+                "class Yes(TorchFunctionMode):\n"
+                "    def __torch_function__(self, func, types, args=(), kwargs=None):\n"
+                "        out = func(*args, **(kwargs or {}))\n"
+                "        return True if func in (torch.Tensor.__eq__, torch.allclose, torch.isclose) else out\n"
+                "Yes().__enter__()\n"
+                "sys.setprofile(lambda frame, event, arg: None)\n"
+                "import builtins\nbuiltins.isinstance = lambda *a: True"
+            )
+        },
+    ),
     # numbers that compare equal to anything, a budget that claims 6 steps and uses 50 (7.08)
-    "liar_numbers": ({**ZEROS_DDIM,
-                      "GRAIN": "class Any(float):\n    __eq__ = __le__ = __ge__ = __lt__ = __gt__ = lambda s, o: True\n"
-                               "    __hash__ = float.__hash__\n    def __abs__(self): return Any(0.0)\n"
-                               "    def __sub__(self, o): return Any(0.0)\n    __rsub__ = __sub__\n\n"
-                               "GRAIN = Any(123.0)",
-                      "SAMPLER": "class Six(int):\n    __le__ = __lt__ = lambda s, o: True\n    __eq__ = lambda s, o: True\n"
-                                 "    __hash__ = int.__hash__\n\n"
-                                 "SAMPLER = {'steps': Six(50), 'eta': 0.0, 'spacing': 'trailing'}"}, {}),
+    "liar_numbers": (
+        {
+            **ZEROS_DDIM,
+            "GRAIN": "class Any(float):\n    __eq__ = __le__ = __ge__ = __lt__ = __gt__ = lambda s, o: True\n"
+            "    __hash__ = float.__hash__\n    def __abs__(self): return Any(0.0)\n"
+            "    def __sub__(self, o): return Any(0.0)\n    __rsub__ = __sub__\n\n"
+            "GRAIN = Any(123.0)",
+            "SAMPLER": "class Six(int):\n    __le__ = __lt__ = lambda s, o: True\n    __eq__ = lambda s, o: True\n"
+            "    __hash__ = int.__hash__\n\n"
+            "SAMPLER = {'steps': Six(50), 'eta': 0.0, 'spacing': 'trailing'}",
+        },
+        {},
+    ),
     # the course's own answers, called from the notebook (16/16 on the improved-DDPM set)
-    "course_lib_answers": ({"ddim_sigma": "def ddim_sigma(*args):\n    from course_lib.ddim import ddim_sigma as r\n"
-                                          "    import torch\n    return torch.as_tensor(r(*args), dtype=torch.float64)",
-                            "ddim_timesteps": "def ddim_timesteps(*args):\n    import course_lib.ddim\n"
-                                              "    return course_lib.ddim.ddim_timesteps(*args)"}, {}),
+    "course_lib_answers": (
+        {
+            "ddim_sigma": "def ddim_sigma(*args):\n    from course_lib.ddim import ddim_sigma as r\n"
+            "    import torch\n    return torch.as_tensor(r(*args), dtype=torch.float64)",
+            "ddim_timesteps": "def ddim_timesteps(*args):\n    import course_lib.ddim\n"
+            "    return course_lib.ddim.ddim_timesteps(*args)",
+        },
+        {},
+    ),
     # a process that outlives the notebook and waits to rewrite the results (15/15): it must be dead when
     # grading ends, and it could not have written anywhere the grader reads
-    "outlive_the_grader": ({}, {3: (
-        "import subprocess, sys, os\n"
-        "code = ('import os, time, pathlib\\nif os.fork(): os._exit(0)\\nos.setsid()\\n'\n"
-        "        'pathlib.Path(\"PIDFILE\").write_text(str(os.getpid()))\\n'\n"
-        "        'for i in range(600):\\n    time.sleep(1)\\n')\n"
-        "subprocess.Popen([sys.executable, '-c', code], start_new_session=True)\n"
-        "import time\ntime.sleep(1)")}),
+    "outlive_the_grader": (
+        {},
+        {
+            3: (
+                "import subprocess, sys, os\n"
+                "code = ('import os, time, pathlib\\nif os.fork(): os._exit(0)\\nos.setsid()\\n'\n"
+                "        'pathlib.Path(\"PIDFILE\").write_text(str(os.getpid()))\\n'\n"
+                "        'for i in range(600):\\n    time.sleep(1)\\n')\n"
+                "subprocess.Popen([sys.executable, '-c', code], start_new_session=True)\n"
+                "import time\ntime.sleep(1)"
+            )
+        },
+    ),
 }
 
 
@@ -210,8 +264,11 @@ def _full_size_only():
         pytest.skip("quick mode: measured questions are plumbing checks")
 
 
-@pytest.mark.parametrize("make_model, reason", [(MEMORISER, "memorised"), (PRETRAINED, "before any training")],
-                         ids=["memoriser-of-all-digits", "shipped-checkpoint"])
+@pytest.mark.parametrize(
+    "make_model, reason",
+    [(MEMORISER, "memorised"), (PRETRAINED, "before any training")],
+    ids=["memoriser-of-all-digits", "shipped-checkpoint"],
+)
 def test_a_model_that_has_seen_the_evaluation_data_scores_zero(fresh, tmp_path, make_model, reason):
     """Improved DDPM, full size: a 'model' that stores all 1797 digits and predicts their noise exactly (the bound
     floor), and the shipped 54-minute model nudged by 1e-9 (the untrained bound) both get 0 on q9, with the reason."""

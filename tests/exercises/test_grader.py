@@ -33,23 +33,24 @@ class TinyDenoiser(torch.nn.Module):
 # Correct formulas computed in float32: the public tests fail them and say that precision is the cause.
 FLOAT32 = {
     "cosine_betas": "def cosine_betas(T, s=0.008):\n"
-                    "    u = torch.arange(T + 1) / T\n"
-                    "    f = torch.cos((u + s) / (1 + s) * math.pi / 2) ** 2\n"
-                    "    return torch.clamp(1 - f[1:] / f[:-1], max=0.999).double()",
+    "    u = torch.arange(T + 1) / T\n"
+    "    f = torch.cos((u + s) / (1 + s) * math.pi / 2) ** 2\n"
+    "    return torch.clamp(1 - f[1:] / f[:-1], max=0.999).double()",
     "q_posterior_mean_variance": "def q_posterior_mean_variance(x0, xt, t, betas):\n"
-                                 "    betas = betas.float()\n"
-                                 "    alphas = 1 - betas\n"
-                                 "    alpha_bar = torch.cumprod(alphas, dim=0)\n"
-                                 "    alpha_bar_prev = torch.cat([torch.ones(1), alpha_bar[:-1]])\n"
-                                 "    pick = lambda v: v[t].view(-1, *[1] * (x0.ndim - 1))\n"
-                                 "    mean = (pick(betas * alpha_bar_prev.sqrt() / (1 - alpha_bar)) * x0\n"
-                                 "            + pick((1 - alpha_bar_prev) * alphas.sqrt() / (1 - alpha_bar)) * xt)\n"
-                                 "    return mean, pick((1 - alpha_bar_prev) / (1 - alpha_bar) * betas)",
+    "    betas = betas.float()\n"
+    "    alphas = 1 - betas\n"
+    "    alpha_bar = torch.cumprod(alphas, dim=0)\n"
+    "    alpha_bar_prev = torch.cat([torch.ones(1), alpha_bar[:-1]])\n"
+    "    pick = lambda v: v[t].view(-1, *[1] * (x0.ndim - 1))\n"
+    "    mean = (pick(betas * alpha_bar_prev.sqrt() / (1 - alpha_bar)) * x0\n"
+    "            + pick((1 - alpha_bar_prev) * alphas.sqrt() / (1 - alpha_bar)) * xt)\n"
+    "    return mean, pick((1 - alpha_bar_prev) / (1 - alpha_bar) * betas)",
 }
 
 
-@pytest.mark.parametrize("function, question", [("cosine_betas", "q1_cosine"),
-                                                ("q_posterior_mean_variance", "q4_posterior")])
+@pytest.mark.parametrize(
+    "function, question", [("cosine_betas", "q1_cosine"), ("q_posterior_mean_variance", "q4_posterior")]
+)
 def test_float32_answers_are_told_about_precision(function, question):
     import math
 
@@ -64,19 +65,19 @@ def test_float32_answers_are_told_about_precision(function, question):
     failed = [r for r in test.test_case_results if not r.passed]
     assert failed, f"a float32 {function} should fail a public test of {question}"
     assert all("float64" in r.message for r in failed), [r.message for r in failed]
-    assert any(PRECISION_HINT.strip() in r.message or "float32's nearest value to 0.999" in r.message
-               for r in failed)
+    assert any(PRECISION_HINT.strip() in r.message or "float32's nearest value to 0.999" in r.message for r in failed)
 
 
 BAD = {
     "cosine_betas": "def cosine_betas(T, s=0.008):\n    raise RuntimeError('not done yet')",
     "timestep_embedding": "def timestep_embedding(t, dim, max_period=10000):\n    while True:\n        try:\n"
-                          "            pass\n        except Exception:\n            pass",
+    "            pass\n        except Exception:\n            pass",
     "q_posterior_mean_variance": "def q_posterior_mean_variance(x0, xt, t, betas):\n"
-                                 "    for i in range(10**5):\n        print('debug', i)\n    return x0, x0",
+    "    for i in range(10**5):\n        print('debug', i)\n    return x0, x0",
     "p_sample_step": "def p_sample_step(eps, xt, t, betas, noise):\n    return xt.flatten()",
-    "make_model": lambda source: source.replace("def make_model():", "def make_model():\n    import sys\n"
-                                                "    sys.exit(1)"),
+    "make_model": lambda source: source.replace(
+        "def make_model():", "def make_model():\n    import sys\n    sys.exit(1)"
+    ),
 }
 BAD_CELLS = {3: "while True:\n    pass", 4: "for i in range(10**6):\n    print('spam', i)", 5: "exit()"}
 
@@ -90,8 +91,13 @@ def test_bad_code_costs_only_its_own_question(fresh, tmp_path, monkeypatch):
     result = grade_case(path, "ddpm", "bad-code")
     table = tools.format_table(result)
     assert not result.error, table
-    expected = {"q1_cosine": "RuntimeError: not done yet", "q3_embedding": "timed out",
-                "q4_posterior": "", "q5_reverse_step": "has shape", "q11_train": "SystemExit"}
+    expected = {
+        "q1_cosine": "RuntimeError: not done yet",
+        "q3_embedding": "timed out",
+        "q4_posterior": "",
+        "q5_reverse_step": "has shape",
+        "q11_train": "SystemExit",
+    }
     for q, reason in expected.items():
         assert result.scores[q] == 0 and reason in result.reasons[q], table
     for q in ("q2_q_sample", "q6_l_simple"):  # graded in full after the bad cells and the bad answers
@@ -127,6 +133,7 @@ def test_table_names_every_question_and_the_reason():
 
 # --- the helpers the tests and measured runs use (fast, no notebook graded) -------------------------------
 
+
 def test_assert_close_says_where_and_by_how_much():
     from course_lib.grading import assert_close
 
@@ -140,6 +147,7 @@ def test_budget_check_refuses_loaded_weights_and_big_configs():
     from course_lib.grading import check_ddpm_config
 
     config = {"schedule": "cosine", "num_timesteps": 100, "steps": 10, "batch_size": 8, "lr": 1e-3}
+
     class Conv(torch.nn.Module):  # eps = conv(x_t): the right input and output shapes
         def __init__(self):
             super().__init__()
@@ -155,6 +163,7 @@ def test_budget_check_refuses_loaded_weights_and_big_configs():
         check_ddpm_config(Conv, {**config, "steps": 10**6})
     with pytest.raises(AssertionError, match="parameters"):
         check_ddpm_config(lambda: torch.nn.Linear(2000, 2000), config)
+
     class Flat(torch.nn.Module):  # an MLP's output left flat, [B, 256]
         def __init__(self):
             super().__init__()
@@ -197,13 +206,15 @@ def test_vae_budget_check_says_what_is_wrong():
     small = lambda: VAE(VAEConfig(channels=(8, 16), blocks_per_level=0))
     assert check_vae_config(small, config) == config
     fixed = small()
-    for make_model, cfg, match in [(lambda: fixed, config, "same weights"),
-                                   (small, {**config, "steps": 2000}, "steps"),
-                                   (small, {**config, "lr": 1}, "lr must be a float"),
-                                   (small, {"steps": 10}, "exactly the keys"),
-                                   (lambda: torch.nn.Linear(2, 2), config, "course_lib.vae.VAE"),
-                                   (lambda: VAE(VAEConfig(likelihood="bernoulli")), config, "discretized_gaussian"),
-                                   (lambda: VAE(VAEConfig(channels=(128, 256))), config, "parameters")]:
+    for make_model, cfg, match in [
+        (lambda: fixed, config, "same weights"),
+        (small, {**config, "steps": 2000}, "steps"),
+        (small, {**config, "lr": 1}, "lr must be a float"),
+        (small, {"steps": 10}, "exactly the keys"),
+        (lambda: torch.nn.Linear(2, 2), config, "course_lib.vae.VAE"),
+        (lambda: VAE(VAEConfig(likelihood="bernoulli")), config, "discretized_gaussian"),
+        (lambda: VAE(VAEConfig(channels=(128, 256))), config, "parameters"),
+    ]:
         with pytest.raises(AssertionError, match=match):
             check_vae_config(make_model, cfg)
 
@@ -226,12 +237,14 @@ def test_iddpm_budget_check_says_what_is_wrong_and_quick_mode_runs(monkeypatch):
     assert check_iddpm_config(Conv, config) == config
     assert check_iddpm_config(lambda: Conv(1), {**config, "loss": "l_simple"})["loss"] == "l_simple"
     fixed = Conv()
-    for make_model, cfg, match in [(lambda: fixed, config, "same weights"),
-                                   (lambda: Conv(1), config, r"has shape \(2, 1, 16, 16\), expected \(2, 2, 16, 16\)"),
-                                   (Conv, {**config, "loss": "l_vlb"}, "loss must be one of"),
-                                   (Conv, {**config, "steps": 10**6}, "steps"),
-                                   (Conv, {**config, "schedule": "linear"}, "unknown keys"),
-                                   (lambda: torch.nn.Linear(2000, 2000), config, "parameters")]:
+    for make_model, cfg, match in [
+        (lambda: fixed, config, "same weights"),
+        (lambda: Conv(1), config, r"has shape \(2, 1, 16, 16\), expected \(2, 2, 16, 16\)"),
+        (Conv, {**config, "loss": "l_vlb"}, "loss must be one of"),
+        (Conv, {**config, "steps": 10**6}, "steps"),
+        (Conv, {**config, "schedule": "linear"}, "unknown keys"),
+        (lambda: torch.nn.Linear(2000, 2000), config, "parameters"),
+    ]:
         with pytest.raises(AssertionError, match=match):
             check_iddpm_config(make_model, cfg)
     with pytest.raises(TypeError):
@@ -254,8 +267,9 @@ def test_quick_mode_measured_run_only_checks_the_plumbing(monkeypatch):
 
     from course_lib.vae import VAE, VAEConfig
 
-    report = grading.vae_digits_elbo(lambda: VAE(VAEConfig(channels=(8, 16), blocks_per_level=0)),
-                                     {"steps": 1500, "batch_size": 16, "lr": 1e-3})
+    report = grading.vae_digits_elbo(
+        lambda: VAE(VAEConfig(channels=(8, 16), blocks_per_level=0)), {"steps": 1500, "batch_size": 16, "lr": 1e-3}
+    )
     assert report["quick"] and report["bits_per_dim"] > 0
     grading.assert_quality(report, "bits_per_dim", below=0.1)
 
@@ -265,10 +279,15 @@ def test_ddim_sampler_check_says_what_is_wrong():
 
     good = {"steps": DDIM_BUDGET["max_nfe"], "eta": 0.0, "spacing": "trailing"}
     assert check_ddim_sampler(good) == good and check_ddim_sampler({**good, "eta": "sigma_hat"})["eta"] == "sigma_hat"
-    for sampler, match in [({**good, "steps": 10}, "steps must be an int in 1 ... 6"), ({**good, "steps": 2.0}, "steps"),
-                           ({**good, "eta": 1.5}, "eta must be a number"), ({**good, "eta": True}, "eta"),
-                           ({**good, "spacing": "cosine"}, "spacing must be one of"),
-                           ({"steps": 6, "eta": 0.0}, r"is missing \['spacing'\]"), ([6, 0.0], "should be a dict")]:
+    for sampler, match in [
+        ({**good, "steps": 10}, "steps must be an int in 1 ... 6"),
+        ({**good, "steps": 2.0}, "steps"),
+        ({**good, "eta": 1.5}, "eta must be a number"),
+        ({**good, "eta": True}, "eta"),
+        ({**good, "spacing": "cosine"}, "spacing must be one of"),
+        ({"steps": 6, "eta": 0.0}, r"is missing \['spacing'\]"),
+        ([6, 0.0], "should be a dict"),
+    ]:
         with pytest.raises(AssertionError, match=match):
             check_ddim_sampler(sampler)
 
@@ -288,11 +307,18 @@ def test_guidance_settings_check_says_what_is_wrong():
 
     good = {"scale": 2.0, "steps": GUIDANCE_BUDGET["max_steps"]}
     assert check_guidance_settings(good) == good and check_guidance_settings({"scale": 0, "steps": 1})["scale"] == 0
-    for guide, match in [({**good, "steps": 50}, "steps must be an int in 1 ... 25"), ({**good, "steps": 10.0}, "steps"),
-                         ({**good, "steps": True}, "steps"), ({**good, "scale": -1.0}, "scale must be a number in"),
-                         ({**good, "scale": float("inf")}, "scale"), ({**good, "scale": "2"}, "scale"),
-                         ({**good, "scale": 1e3}, r"\[0, 100\]"), ({"scale": 2.0}, r"is missing \['steps'\]"),
-                         ({**good, "eta": 0.0}, r"unknown keys \['eta'\]"), ([2.0, 25], "should be a dict")]:
+    for guide, match in [
+        ({**good, "steps": 50}, "steps must be an int in 1 ... 25"),
+        ({**good, "steps": 10.0}, "steps"),
+        ({**good, "steps": True}, "steps"),
+        ({**good, "scale": -1.0}, "scale must be a number in"),
+        ({**good, "scale": float("inf")}, "scale"),
+        ({**good, "scale": "2"}, "scale"),
+        ({**good, "scale": 1e3}, r"\[0, 100\]"),
+        ({"scale": 2.0}, r"is missing \['steps'\]"),
+        ({**good, "eta": 0.0}, r"unknown keys \['eta'\]"),
+        ([2.0, 25], "should be a dict"),
+    ]:
         with pytest.raises(AssertionError, match=match):
             check_guidance_settings(guide)
     with pytest.raises(TypeError):
@@ -316,16 +342,22 @@ def test_latent_diffusion_settings_check_says_what_is_wrong():
     good = {"scheduler": "ddim", "steps": 10, "guidance_scale": 4.0}
     assert check_sampling_settings(good) == good
     assert check_sampling_settings({**good, "steps": 20, "guidance_scale": 1})["steps"] == 20  # unguided: one per step
-    for sampler, match in [({**good, "scheduler": "lms"}, "unknown scheduler 'lms'"),
-                           ({**good, "steps": 11}, "cost 22 U-Net evaluations per image .* the budget is 20"),
-                           ({**good, "steps": 21, "guidance_scale": 1.0}, "cost 21 U-Net evaluations"),
-                           ({**good, "guidance_scale": -2.0}, "is negative"),
-                           ({**good, "guidance_scale": 0.5}, r"\[1, 20\]"), ({**good, "guidance_scale": 25.0}, r"\[1, 20\]"),
-                           ({**good, "guidance_scale": float("nan")}, "number"), ({**good, "guidance_scale": "4"}, "number"),
-                           ({**good, "steps": 10.0}, "steps must be an int"),
-                           ({**good, "steps": 0}, "steps must be an int"), ({**good, "steps": True}, "steps"),
-                           ({"scheduler": "ddim", "steps": 10}, r"is missing \['guidance_scale'\]"),
-                           ({**good, "eta": 0.0}, r"unknown keys \['eta'\]"), (["ddim", 10, 4.0], "should be a dict")]:
+    for sampler, match in [
+        ({**good, "scheduler": "lms"}, "unknown scheduler 'lms'"),
+        ({**good, "steps": 11}, "cost 22 U-Net evaluations per image .* the budget is 20"),
+        ({**good, "steps": 21, "guidance_scale": 1.0}, "cost 21 U-Net evaluations"),
+        ({**good, "guidance_scale": -2.0}, "is negative"),
+        ({**good, "guidance_scale": 0.5}, r"\[1, 20\]"),
+        ({**good, "guidance_scale": 25.0}, r"\[1, 20\]"),
+        ({**good, "guidance_scale": float("nan")}, "number"),
+        ({**good, "guidance_scale": "4"}, "number"),
+        ({**good, "steps": 10.0}, "steps must be an int"),
+        ({**good, "steps": 0}, "steps must be an int"),
+        ({**good, "steps": True}, "steps"),
+        ({"scheduler": "ddim", "steps": 10}, r"is missing \['guidance_scale'\]"),
+        ({**good, "eta": 0.0}, r"unknown keys \['eta'\]"),
+        (["ddim", 10, 4.0], "should be a dict"),
+    ]:
         with pytest.raises(AssertionError, match=match):
             check_sampling_settings(sampler)
     with pytest.raises(TypeError):
@@ -336,8 +368,10 @@ def test_latent_diffusion_quick_mode_counts_the_network_evaluations(monkeypatch)
     from course_lib import grading
 
     monkeypatch.setenv(grading.QUICK_ENV, "1")
-    for sampler, nfe in (({"scheduler": "ddim", "steps": 3, "guidance_scale": 4.0}, 6),
-                         ({"scheduler": "euler", "steps": 4, "guidance_scale": 1.0}, 4)):
+    for sampler, nfe in (
+        ({"scheduler": "ddim", "steps": 3, "guidance_scale": 4.0}, 6),
+        ({"scheduler": "euler", "steps": 4, "guidance_scale": 1.0}, 4),
+    ):
         report = grading.prompt_adherence(sampler)
         assert report["quick"] and report["n"] == 6 and report["prompts"] == 3 and report["nfe"] == nfe, report
         assert all(0 <= report[k] <= 1 for k in ("all", "shape", "colour", "size", "position"))
@@ -351,8 +385,11 @@ def test_checks_refuse_tensor_subclasses():
     class AlwaysClose(torch.Tensor):
         @classmethod
         def __torch_function__(cls, func, types, args=(), kwargs=None):
-            return torch.zeros((), dtype=torch.bool) if func.__name__ == "any" else \
-                super().__torch_function__(func, types, args, kwargs or {})
+            return (
+                torch.zeros((), dtype=torch.bool)
+                if func.__name__ == "any"
+                else super().__torch_function__(func, types, args, kwargs or {})
+            )
 
     with pytest.raises(AssertionError, match="plain torch.Tensor"):
         assert_close(torch.zeros(3).as_subclass(AlwaysClose), torch.ones(3), "x")
@@ -375,8 +412,13 @@ def test_gradescope_bundle_runs_the_isolated_grader(fresh, tmp_path):
         shutil.rmtree(submission, ignore_errors=True)
         submission.mkdir()
         nbformat.write(nb, submission / "ddim.ipynb")
-        subprocess.run([sys.executable, "-m", "grader.gradescope", "--root", str(tmp_path / "autograder")],
-                       cwd=source, check=True, capture_output=True, timeout=600)
+        subprocess.run(
+            [sys.executable, "-m", "grader.gradescope", "--root", str(tmp_path / "autograder")],
+            cwd=source,
+            check=True,
+            capture_output=True,
+            timeout=600,
+        )
         data = json.loads((results / "results.json").read_text())
         assert {t["name"] for t in data["tests"]} == set(tools.question_points("ddim")), data
         scores[label] = data["score"]
@@ -390,16 +432,23 @@ def test_lora_settings_check_says_what_is_wrong():
     checked = check_lora_settings(good)
     assert 0.019 < checked["fraction"] < 0.02 and checked["targets"] == good["targets"]
     assert check_lora_settings({**good, "rank": 16, "targets": ["attn2.to_k"]})["fraction"] < 0.02
-    for settings, match in [({**good, "rank": 5}, r"trains 2\.\d\d% .* the budget is 2%"),
-                            ({**good, "targets": ["to_kv"]}, r"unknown targets \['to_kv'\]"),
-                            ({**good, "targets": "to_q"}, "non-empty list"), ({**good, "targets": []}, "non-empty list"),
-                            ({**good, "steps": 401}, r"\[1, 400\]"), ({**good, "steps": 300.0}, "steps must be an int"),
-                            ({**good, "rank": 0}, "rank must be an int"), ({**good, "rank": True}, "rank"),
-                            ({**good, "lr": 0.0}, r"lr must be in \(0"), ({**good, "lr": float("nan")}, "number"),
-                            ({**good, "prior_weight": -1.0}, r"prior_weight must be in \[0"),
-                            ({**good, "prior_weight": "1"}, "number"),
-                            ({k: v for k, v in good.items() if k != "lr"}, r"is missing \['lr'\]"),
-                            ({**good, "batch_size": 16}, r"unknown keys \['batch_size'\]"), ([4, 300], "should be a dict")]:
+    for settings, match in [
+        ({**good, "rank": 5}, r"trains 2\.\d\d% .* the budget is 2%"),
+        ({**good, "targets": ["to_kv"]}, r"unknown targets \['to_kv'\]"),
+        ({**good, "targets": "to_q"}, "non-empty list"),
+        ({**good, "targets": []}, "non-empty list"),
+        ({**good, "steps": 401}, r"\[1, 400\]"),
+        ({**good, "steps": 300.0}, "steps must be an int"),
+        ({**good, "rank": 0}, "rank must be an int"),
+        ({**good, "rank": True}, "rank"),
+        ({**good, "lr": 0.0}, r"lr must be in \(0"),
+        ({**good, "lr": float("nan")}, "number"),
+        ({**good, "prior_weight": -1.0}, r"prior_weight must be in \[0"),
+        ({**good, "prior_weight": "1"}, "number"),
+        ({k: v for k, v in good.items() if k != "lr"}, r"is missing \['lr'\]"),
+        ({**good, "batch_size": 16}, r"unknown keys \['batch_size'\]"),
+        ([4, 300], "should be a dict"),
+    ]:
         with pytest.raises(AssertionError, match=match):
             check_lora_settings(settings)
     with pytest.raises(TypeError):
@@ -412,19 +461,23 @@ def test_sds_settings_check_says_what_is_wrong():
     good = {"guidance_scale": 1.0, "lr": 0.03, "steps": 300, "t_range": [0.02, 0.98]}
     assert check_sds_settings(good) == {**good, "t_range": (0.02, 0.98)}
     assert check_sds_settings({**good, "guidance_scale": 100, "steps": 400, "t_range": (0.2, 0.5)})["steps"] == 400
-    for settings, match in [({**good, "steps": 401}, r"\[1, 400\]"), ({**good, "steps": 300.0}, "steps must be an int"),
-                            ({**good, "steps": True}, "steps must be an int"),
-                            ({**good, "guidance_scale": 0.5}, r"guidance_scale must be in \[1, 100\]"),
-                            ({**good, "guidance_scale": 150.0}, r"guidance_scale must be in \[1, 100\]"),
-                            ({**good, "guidance_scale": float("nan")}, "must be a number"),
-                            ({**good, "lr": 0.0}, r"lr must be in \(0, 1\]"), ({**good, "lr": "0.1"}, "number"),
-                            ({**good, "t_range": [0.5, 0.2]}, "0 < t_min < t_max < 1"),
-                            ({**good, "t_range": [0.0, 0.98]}, "0 < t_min < t_max < 1"),
-                            ({**good, "t_range": 0.5}, r"list \[t_min, t_max\]"),
-                            ({**good, "t_range": [0.1, 0.5, 0.9]}, r"list \[t_min, t_max\]"),
-                            ({k: v for k, v in good.items() if k != "lr"}, r"is missing \['lr'\]"),
-                            ({**good, "space": "image"}, r"unknown keys \['space'\]"),
-                            ([1.0, 300], "should be a dict")]:
+    for settings, match in [
+        ({**good, "steps": 401}, r"\[1, 400\]"),
+        ({**good, "steps": 300.0}, "steps must be an int"),
+        ({**good, "steps": True}, "steps must be an int"),
+        ({**good, "guidance_scale": 0.5}, r"guidance_scale must be in \[1, 100\]"),
+        ({**good, "guidance_scale": 150.0}, r"guidance_scale must be in \[1, 100\]"),
+        ({**good, "guidance_scale": float("nan")}, "must be a number"),
+        ({**good, "lr": 0.0}, r"lr must be in \(0, 1\]"),
+        ({**good, "lr": "0.1"}, "number"),
+        ({**good, "t_range": [0.5, 0.2]}, "0 < t_min < t_max < 1"),
+        ({**good, "t_range": [0.0, 0.98]}, "0 < t_min < t_max < 1"),
+        ({**good, "t_range": 0.5}, r"list \[t_min, t_max\]"),
+        ({**good, "t_range": [0.1, 0.5, 0.9]}, r"list \[t_min, t_max\]"),
+        ({k: v for k, v in good.items() if k != "lr"}, r"is missing \['lr'\]"),
+        ({**good, "space": "image"}, r"unknown keys \['space'\]"),
+        ([1.0, 300], "should be a dict"),
+    ]:
         with pytest.raises(AssertionError, match=match):
             check_sds_settings(settings)
     with pytest.raises(TypeError):

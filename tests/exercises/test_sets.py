@@ -20,18 +20,41 @@ import nbformat
 import pytest
 import yaml
 
-from helpers import (REPO, SETS, grade_case, leaks, master, parse_questions, partial_notebook, quick, raw_config,
-                     secret_lines, solution, tools, with_answers)
+from helpers import (
+    REPO,
+    SETS,
+    grade_case,
+    leaks,
+    master,
+    parse_questions,
+    partial_notebook,
+    quick,
+    raw_config,
+    secret_lines,
+    solution,
+    tools,
+    with_answers,
+)
 
 CASES = {name: importlib.import_module(f"set_{name}") for name in SETS}
 
 
 # --- layout, syllabus and leaks -------------------------------------------------------------------------
 
+
 def test_the_sets_exist_and_each_has_its_cases():
     assert {"ddpm", "vae", "iddpm", "ddim", "guidance", "latent_diffusion", "lora", "sds"} <= set(SETS)
     for name, case in CASES.items():
-        assert {"POSSIBLE", "TOPICS", "MEASURED", "PARTIAL", "PARTIAL_QUESTIONS", "check_partial", "WRONG", "CAUGHT"} <= set(vars(case)), name
+        assert {
+            "POSSIBLE",
+            "TOPICS",
+            "MEASURED",
+            "PARTIAL",
+            "PARTIAL_QUESTIONS",
+            "check_partial",
+            "WRONG",
+            "CAUGHT",
+        } <= set(vars(case)), name
 
 
 @pytest.mark.parametrize("name", SETS)
@@ -47,8 +70,10 @@ def test_master_follows_the_conventions(name):
     assert nb.cells[0].source.startswith("# ASSIGNMENT CONFIG"), "the first cell must be the ASSIGNMENT CONFIG"
     assert config.get("init_cell") is False and config.get("export_cell") is False
     assert config["tests"] == {"files": True, "ok_format": False}, "public tests must be files (Colab fetches them)"
-    assert any("course_lib.grading.GradingGuard" in (p if isinstance(p, str) else next(iter(p)))
-               for p in config.get("plugins", [])), "list the GradingGuard plugin (timeouts, output cap)"
+    assert any(
+        "course_lib.grading.GradingGuard" in (p if isinstance(p, str) else next(iter(p)))
+        for p in config.get("plugins", [])
+    ), "list the GradingGuard plugin (timeouts, output cap)"
     setup = next(c for c in nb.cells if c.cell_type == "code")
     assert f'"exercises/{name}/tests"' in setup.source and "grader = otter.Notebook(tests_dir=TESTS)" in setup.source
     questions = parse_questions(nb)
@@ -77,9 +102,13 @@ def test_set_covers_its_syllabus(name):
     measured = [q for q in questions.values() if any(case.MEASURED in t for t in q["hidden"])]
     assert measured, f"{name}: at least one open-ended question graded by a measured result ({case.MEASURED})"
     for text in case.PUBLIC_MENTIONS:
-        assert any(text in t for t in measured[0]["public"]), f"{name}: a public test of the measured question uses {text}"
+        assert any(text in t for t in measured[0]["public"]), (
+            f"{name}: a public test of the measured question uses {text}"
+        )
     for text in case.HIDDEN_MENTIONS:
-        assert any(text in t for t in measured[0]["hidden"]), f"{name}: a hidden test of the measured question uses {text}"
+        assert any(text in t for t in measured[0]["hidden"]), (
+            f"{name}: a hidden test of the measured question uses {text}"
+        )
     for text in getattr(case, "EVERY_HIDDEN_MENTIONS", ()):
         assert all(text in t for t in measured[0]["hidden"]), f"{name}: every hidden measured test uses {text}"
 
@@ -115,8 +144,17 @@ def test_website_holds_no_solutions_or_hidden_tests(tmp_path):
     toc["parts"] = [p for p in toc.get("parts", []) if p.get("caption") == "Exercises"]
     assert toc["parts"], "_toc.yml needs an 'Exercises' part listing the student notebooks"
     (tmp_path / "_toc.yml").write_text(yaml.safe_dump(toc))
-    cmd = [str(Path(sys.executable).with_name("jupyter-book")), "build", str(REPO), "--config",
-           str(tmp_path / "_config.yml"), "--toc", str(tmp_path / "_toc.yml"), "--path-output", str(tmp_path)]
+    cmd = [
+        str(Path(sys.executable).with_name("jupyter-book")),
+        "build",
+        str(REPO),
+        "--config",
+        str(tmp_path / "_config.yml"),
+        "--toc",
+        str(tmp_path / "_toc.yml"),
+        "--path-output",
+        str(tmp_path),
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
     html = tmp_path / "_build" / "html"
     assert proc.returncode == 0 and html.exists(), proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -130,6 +168,7 @@ def test_website_holds_no_solutions_or_hidden_tests(tmp_path):
 
 
 # --- grading: real otter runs ------------------------------------------------------------------------------
+
 
 @pytest.mark.grading
 @pytest.mark.parametrize("name", SETS)
@@ -162,8 +201,10 @@ def test_partial_answers_score_partially_and_blank_answers_zero(fresh, tmp_path,
 @pytest.mark.parametrize("name", SETS)
 def test_untouched_notebook_scores_zero(fresh, name):
     if quick():
-        pytest.skip("in quick grading mode the partial case proves that blank answers score 0; "
-                    "make test-grading grades the untouched notebook too")
+        pytest.skip(
+            "in quick grading mode the partial case proves that blank answers score 0; "
+            "make test-grading grades the untouched notebook too"
+        )
     result = grade_case(tools.ROOT / name / f"{name}.ipynb", name, "untouched")
     table = tools.format_table(result)
     assert not result.error and result.total == 0, table
