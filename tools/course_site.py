@@ -3,6 +3,9 @@
 - Each page's scripts are de-duplicated: under jupyter-book 1.0 sphinx-thebe and sphinx-togglebutton register
   their inline configuration twice (once with filename None, once with "") (``const THEBE_JS_URL`` declared twice is a script error
   on every page).
+- MathJax is loaded on every page (Sphinx loads it only where a page has equations), so that page titles with
+  maths typeset in the sidebar of every page, the search page's included (``_static/search-plain-maths.js`` turns
+  the TeX of the search results' summaries into plain text).
 - The theme's colour mode defaults to "auto" (pydata-sphinx-theme reads ``default_mode`` from the page context;
   left empty, every first visit logs "Got invalid theme mode" as a console error).
 """
@@ -30,5 +33,6 @@ def _page_context(app, pagename, templatename, context, doctree) -> None:
 
 
 def setup(app):
+    app.set_html_assets_policy("always")
     app.connect("html-page-context", _page_context, priority=100)  # early: a later handler may end the event
     return {"parallel_read_safe": True, "parallel_write_safe": True}

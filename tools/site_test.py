@@ -300,17 +300,33 @@ def check_site(
 
 
 def _check_search(context, base: str, term: str) -> list[str]:
+    """Search ``term``: results are found, and neither their summaries nor the search page (its sidebar lists the
+    page titles, some with maths) show raw TeX once MathJax and the summaries have loaded."""
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     page.goto(f"{base}search.html?q={term}", wait_until="load")
     try:
         page.wait_for_selector("#search-results ul.search li", timeout=20_000)
+        page.wait_for_function(  # each result's summary is fetched after the list appears
+            "() => [...document.querySelectorAll('#search-results ul.search li')].every(li => li.querySelector("
+            "'p.context, .search-summary'))",
+            timeout=20_000,
+        )
     except Exception:  # noqa: BLE001 -- playwright's TimeoutError: reported below
-        return [f"search.html: searching {term!r} found nothing ({'; '.join(errors) or 'no results list'})"]
+        if not page.query_selector("#search-results ul.search li"):
+            return [f"search.html: searching {term!r} found nothing ({'; '.join(errors) or 'no results list'})"]
+    page.evaluate("() => window.MathJax && MathJax.startup ? MathJax.startup.promise : null")
+    page.wait_for_timeout(300)
     hits = page.evaluate("() => [...document.querySelectorAll('#search-results ul.search li a')].map(a => a.href)")
+    text = page.evaluate(_VISIBLE_TEXT.replace("document.querySelector('article') || ", ""))  # the sidebar too
     page.close()
-    return [] if hits else [f"search.html: searching {term!r} found nothing"]
+    problems = [] if hits else [f"search.html: searching {term!r} found nothing"]
+    problems += [
+        f"search.html?q={term}: raw TeX in the results or the sidebar: ...{text[max(m.start() - 40, 0) : m.end() + 40]!r}"
+        for m in list(RAW_TEX.finditer(text))[:3]
+    ]
+    return problems
 
 
 # --- self-test: each check must fire on a page built to fail it ------------------------------------------
