@@ -29,6 +29,7 @@ help:
 	@echo "make site-test   open every page of the built site in headless Chromium and check it"
 	@echo "make colab-check install the built package into a fresh Python 3.12 venv and run every notebook there"
 	@echo "make exercises   generate student notebooks and autograder bundles from exercises/source"
+	@echo "make prose-numbers  list numbers a page's prose quotes that no cell of the page prints (after make book)"
 	@echo "make benchmark   print the speed table (ours vs diffusers)"
 
 $(STAMP): requirements/lock.txt pyproject.toml
@@ -116,3 +117,9 @@ lock:
 
 clean:
 	rm -rf _build  # the notebook cache (_build/.jupyter_cache) too
+
+# Issue 26, item 1: a number the prose quotes from the page's own run is printed by a cell of that page. Reads the
+# built site (cpu profile after `make book`); lists, never fails: papers' numbers with their citation are fine.
+.PHONY: prose-numbers
+prose-numbers: $(STAMP)
+	$(BIN)/python tools/prose_numbers.py $(if $(CHAPTERS),--chapters $(CHAPTERS))
