@@ -6,6 +6,7 @@ One concept per module (see docs/ARCHITECTURE.md). Import the module you need, e
 
 import logging as _logging
 import os as _os
+import warnings as _warnings
 
 # Apple laptops: an op PyTorch has not implemented for MPS then runs on the CPU with a warning naming it, instead
 # of stopping the notebook. PyTorch reads this when it is first imported, so it only takes effect when course_lib
@@ -25,5 +26,8 @@ class _NoImageProcessorFallbackNotice(_logging.Filter):
 
 # A filter on the logger transformers will use; adding it imports nothing.
 _logging.getLogger("transformers.utils.import_utils").addFilter(_NoImageProcessorFallbackNotice())
+# torch 2.14's forward-mode autodiff (torch.func.jvp, page 7.2) loads decompositions written with torch.jit.script,
+# which warns that torch.jit.script is deprecated: torch's own code, nothing a reader can act on.
+_warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning)
 
 __version__ = "0.1.0"

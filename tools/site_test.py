@@ -5,7 +5,7 @@
 
 The site is served from localhost and every request elsewhere is refused, as on a laptop without internet.
 Per page: no console errors or failed requests; MathJax ran and left no raw TeX; every ``<img>`` loaded; every
-internal link and ``#anchor`` resolves; no display equation is wider than its column; no figure is drawn below 70 %
+internal link and ``#anchor`` resolves; no display equation or code cell is wider than its column; no figure is drawn below 70 %
 of its natural width; no cell output shows a stray repr (``<Axes ...>``, ``object at 0x...``), a frozen progress
 bar or a library's warning; every animation player and slider is there and steps; a notebook page's Colab button opens
 that page's own notebook in the repository of ``_config.yml``; exercise pages hold no solution or hidden test.
@@ -87,6 +87,15 @@ _WIDE_MATH = """() => [...document.querySelectorAll('mjx-container[display="true
           room: Math.round(c.getBoundingClientRect().width),
           tex: (c.querySelector('mjx-assistive-mml math') || c).textContent.replace(/\\s+/g, ' ').slice(0, 50)};
 }).filter(d => d.width > d.room + 2)"""
+
+
+# Code cells wider than the column (issue 26, item 4): the notebooks are formatted at 88 characters and
+# _static/code-column.css sizes code so that 88 fit; a longer line, or a font change, makes the reader scroll.
+# A folded cell (hide-input) is not drawn and is skipped.
+_WIDE_CODE = """() => [...document.querySelectorAll('.cell_input pre')]
+  .filter(e => e.clientWidth > 0 && e.scrollWidth > e.clientWidth + 1)
+  .map(e => ({width: e.scrollWidth, room: e.clientWidth,
+              line: e.innerText.split('\\n').reduce((a, b) => b.length > a.length ? b : a, '').slice(0, 60)}))"""
 
 
 # Figures drawn below 70 % of their natural width (issue 26): the column (about 688 px) squeezes a wide matplotlib
@@ -249,6 +258,11 @@ def check_site(
                         f"{rel}: a display equation is {wide['width']} px wide in a {wide['room']} px "
                         f"column (break it with aligned): {wide['tex']!r}"
                     )
+                for wide in page.evaluate(_WIDE_CODE):
+                    problems.append(
+                        f"{rel}: a code cell is {wide['width']} px wide in a {wide['room']} px column (lines of at "
+                        f"most 88 characters: ruff format chapters): {wide['line']!r}"
+                    )
                 for src in page.evaluate(
                     "() => [...document.images].filter(i => !(i.complete && i.naturalWidth > 0))"
                     ".map(i => i.currentSrc || i.src)"
@@ -342,6 +356,7 @@ _BROKEN_PAGE = """<!DOCTYPE html><html><head><meta charset="utf-8"><title>broken
 <div style="width: 300px"><mjx-container display="true" style="display: block"><mjx-math
 style="display: inline-block; width: 900px">a very long display</mjx-math></mjx-container></div>
 <div style="width: 688px"><img style="max-width: 100%" src="{svg}2000' height='300'/%3E"></div>
+<div class="cell_input" style="width: 300px"><pre style="overflow: auto">x = a_function_with_a_long_name(argument_one, argument_two, argument_three)</pre></div>
 <div class="cell_output"><pre>&lt;Axes: title={'center': 'noise'}&gt;</pre></div>
 <div class="cell_output"><pre>SDS:  40%|####      | 200/500 [00:10&lt;00:15, 20.0it/s]</pre></div>
 <div class="cell_output"><pre>[transformers] `CLIPImageProcessor` requires torchvision (not installed)</pre></div>
@@ -376,6 +391,7 @@ def self_test() -> list[str]:
         "request leaving localhost": "request failed: https://cdn.example.org",
         "player that does not step": "player does not step",
         "equation wider than the column": "a display equation is 900 px wide in a 300 px column",
+        "code wider than the column": "a code cell is",
         "squeezed figure": "is drawn 688 px wide, 34% of its 2000 px",
         "Axes repr in an output": 'the reader needs): "<Axes: title',
         "frozen progress bar": "the reader needs): 'SDS:  40%",
