@@ -168,3 +168,24 @@ def test_no_visible_code_cell_is_over_30_lines():
             if "remove-cell" not in cell.get("metadata", {}).get("tags", []) and n > MAX_CELL_LINES:
                 offenders.append(f"{path.relative_to(ROOT)} cell {i}: {n} lines")
     assert not offenders, f"code cells over {MAX_CELL_LINES} lines:\n" + "\n".join(offenders)
+
+
+def test_every_code_cell_compiles_without_a_warning():
+    """A non-raw string with TeX ("$\\mathrm{SNR}$") is an invalid escape: a SyntaxWarning that Python 3.12 (Colab)
+    prints under the cell, on the page. Write such strings as r"..."."""
+    import warnings
+
+    bad = []
+    for path in CHAPTERS:
+        for i, cell in enumerate(_cells(path)):
+            if cell["cell_type"] != "code":
+                continue
+            lines = "".join(cell["source"]).splitlines()
+            source = "\n".join(line for line in lines if not line.lstrip().startswith(("%", "!")))  # IPython magics
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")
+                try:
+                    compile(source, f"{path.name} cell {i}", "exec")
+                except (SyntaxError, SyntaxWarning, DeprecationWarning) as e:
+                    bad.append(f"{path.relative_to(ROOT)} cell {i}: {e}")
+    assert not bad, "code cells that do not compile cleanly:\n" + "\n".join(bad)

@@ -35,6 +35,8 @@ def page_numbers(html: str) -> list[tuple[str, str, bool]]:
         maths.decompose()
     found = []
     for block in article.find_all(["p", "li", "td"]):
+        if block.find(["p", "li", "td"]):  # a list item holding a paragraph: read the paragraph once
+            continue
         text = PAGE_REFS.sub("", " ".join(block.get_text(" ").split()))  # "page 6.4" is not a measurement
         for number in dict.fromkeys(NUMBER.findall(text)):
             if not re.search(rf"(?<![\d.]){re.escape(number)}(?![\d])", seen):
