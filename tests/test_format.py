@@ -40,11 +40,14 @@ def _format(source: str, filename: str) -> str:
     return done.stdout
 
 
-@pytest.mark.parametrize("kind", ["chapter", "exercise"])
+SETS = sorted(p.name for p in (ROOT / "exercises" / "source").iterdir() if p.is_dir())
+
+
+@pytest.mark.parametrize("kind", ["chapter", *SETS])
 def test_setup_cell_templates_are_what_ruff_writes(kind):
     """tools/setup_cells.py writes the first cell of every notebook; were it not ruff-clean, the formatter and
     ``setup_cells.py --check`` would fight over it."""
-    cell = setup_cells.chapter_cell() if kind == "chapter" else setup_cells.exercise_cell("ddim")
+    cell = setup_cells.chapter_cell() if kind == "chapter" else setup_cells.exercise_cell(kind)
     assert _format(cell + "\n", "chapters/setup_cell.py") == cell + "\n"
     assert max(len(line) for line in cell.splitlines()) <= CHAPTER_WIDTH
 

@@ -75,7 +75,8 @@ EXERCISE = """# Set-up: in Colab this installs the course library and the grader
 import importlib.util, os, subprocess, sys
 
 REPO, VERSION = "{repo}", "{version}"
-SPEC, TESTS = f"course_lib[chapters] @ git+{{REPO}}@v{{VERSION}}", "exercises/{name}/tests"
+SPEC = f"course_lib[chapters] @ git+{{REPO}}@v{{VERSION}}"
+TESTS = "exercises/{name}/tests"
 if "google.colab" in sys.modules:
     find = importlib.util.find_spec
     if find("course_lib") is None or find("otter") is None:

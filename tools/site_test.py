@@ -5,7 +5,7 @@
 
 The site is served from localhost and every request elsewhere is refused, as on a laptop without internet.
 Per page: no console errors or failed requests; MathJax ran and left no raw TeX; every ``<img>`` loaded; every
-internal link and ``#anchor`` resolves; no display equation or chapter code cell is wider than its column; no figure
+internal link and ``#anchor`` resolves; no display equation or code cell is wider than its column; no figure
 is drawn below 70 % of its natural width; no cell output shows a stray repr (``<Axes ...>``, ``object at 0x...``), a frozen progress
 bar or a library's warning; every animation player and slider is there and steps; a notebook page's Colab button opens
 that page's own notebook in the repository of ``_config.yml``; exercise pages hold no solution or hidden test.
@@ -91,8 +91,7 @@ _WIDE_MATH = """() => [...document.querySelectorAll('mjx-container[display="true
 
 # Code cells wider than the column (issue 26, item 4): the notebooks are formatted at 88 characters and
 # _static/code-column.css sizes code so that 88 fit; a longer line, or a font change, makes the reader scroll.
-# A folded cell (hide-input) is not drawn and is skipped. Not on the exercise pages: the exercise sets keep the
-# library's 120 columns for now (students work them in Jupyter or Colab, where the width is theirs).
+# A folded cell (hide-input) is not drawn and is skipped. The exercise sets are formatted at 88 columns too.
 _WIDE_CODE = """() => [...document.querySelectorAll('.cell_input pre')]
   .filter(e => e.clientWidth > 0 && e.scrollWidth > e.clientWidth + 1)
   .map(e => ({width: e.scrollWidth, room: e.clientWidth,
@@ -259,7 +258,7 @@ def check_site(
                         f"{rel}: a display equation is {wide['width']} px wide in a {wide['room']} px "
                         f"column (break it with aligned): {wide['tex']!r}"
                     )
-                for wide in [] if rel.startswith("exercises/") else page.evaluate(_WIDE_CODE):
+                for wide in page.evaluate(_WIDE_CODE):
                     problems.append(
                         f"{rel}: a code cell is {wide['width']} px wide in a {wide['room']} px column (lines of at "
                         f"most 88 characters: ruff format chapters): {wide['line']!r}"
